@@ -1,0 +1,45 @@
+# technic_v4 — every target builds .venv from requirements.txt first if it is missing or stale.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST := $(VPY) -m pytest -c tests/pytest.ini --rootdir=.
+# the machine's pip config lists local mirror folders that may not exist; hide that noise only
+PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
+
+.PHONY: venv scan test test-slow test-all bench server clean-data
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing requirements into $(VENV) (first run takes about a minute)"
+	@$(VPY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | $(PIPQUIET)
+	@# make the repo importable from anywhere in the venv (Ray workers, Prefect workers) and add the `technic` command
+	@echo "$(CURDIR)" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/technic_v4_repo.pth"
+	@printf '#!/bin/sh\nexec "%s" -m technic_v4.cli "$$@"\n' "$(abspath $(VPY))" > $(VENV)/bin/technic
+	@chmod +x $(VENV)/bin/technic
+	@touch $(STAMP)
+
+## make scan: a full-universe scan on the embedded default source (simulated market unless POLYGON_API_KEY is set)
+scan: $(STAMP)
+	$(VPY) -m technic_v4.cli scan $(ARGS)
+
+## make test: the fast default suite (slow and benchmark tests are marked and excluded)
+test: $(STAMP)
+	$(PYTEST) $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PYTEST) -m slow $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PYTEST) -m "slow or not slow" $(PYTEST_ARGS)
+
+## make bench: side-by-side benchmarks; regenerates docs/performance.md and docs/performance.json
+bench: $(STAMP)
+	$(VPY) -m benchmarks.run $(ARGS)
+
+## make server: a local Prefect server + work pool + worker (see deployments/start_local_stack.sh)
+server: $(STAMP)
+	bash deployments/start_local_stack.sh

@@ -1,0 +1,63 @@
+"""Trading days from the XNYS exchange calendar (exchange-calendars), never a hand-written holiday list."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import exchange_calendars as xcals
+import numpy as np
+import pandas as pd
+
+NY = ZoneInfo("America/New_York")
+
+
+@lru_cache(maxsize=1)
+def xnys() -> xcals.ExchangeCalendar:
+    return xcals.get_calendar("XNYS")
+
+
+def _ts(day: dt.date | str | pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(day).normalize().tz_localize(None)
+
+
+def is_trading_day(day: dt.date | str) -> bool:
+    return bool(xnys().is_session(_ts(day)))
+
+
+def trading_days(start: dt.date | str, end: dt.date | str) -> list[dt.date]:
+    """XNYS sessions in [start, end], both inclusive."""
+    s, e = _ts(start), _ts(end)
+    if e < s:
+        return []
+    return [d.date() for d in xnys().sessions_in_range(s, e)]
+
+
+def previous_trading_days(end: dt.date | str, count: int) -> list[dt.date]:
+    """The `count` sessions ending at the last session on or before `end` (oldest first)."""
+    cal = xnys()
+    last = cal.date_to_session(_ts(end), direction="previous")
+    sessions = cal.sessions_window(last, -count)
+    return [d.date() for d in sessions]
+
+
+def session_close(day: dt.date) -> dt.datetime:
+    """The session's close as an aware datetime (16:00 New York, 13:00 on half days)."""
+    return xnys().session_close(_ts(day)).to_pydatetime()
+
+
+def last_completed_session(now: dt.datetime | None = None) -> dt.date:
+    """The most recent session whose close is in the past at `now` (default: the real clock)."""
+    now = now or dt.datetime.now(tz=NY)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=NY)
+    cal = xnys()
+    day = cal.date_to_session(_ts(now.astimezone(NY).date()), direction="previous")
+    if session_close(day.date()) > now:
+        day = cal.previous_session(day)
+    return day.date()
+
+
+def day_index(days: list[dt.date]) -> np.ndarray:
+    return np.array(days, dtype="datetime64[D]")

@@ -1,0 +1,135 @@
+"""One settings object, read from the environment (pydantic-settings) and validated.
+
+A bad value raises ConfigError naming the environment variable, e.g.
+`TECHNIC_MAX_WORKERS='abc': Input should be a valid integer`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from technic_v4.errors import ConfigError
+
+DataSourceName = Literal["auto", "polygon", "flatfiles", "simulated"]
+TaskRunnerName = Literal["ray", "thread"]
+
+DEFAULT_BASE_URL = "https://api.polygon.io"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Field docs double as the README's config table (`technic config`)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    polygon_api_key: SecretStr | None = Field(
+        None, validation_alias="POLYGON_API_KEY", description="Polygon REST key; never logged or stored."
+    )
+    polygon_base_url: str = Field(
+        DEFAULT_BASE_URL, validation_alias="POLYGON_BASE_URL", description="Polygon REST base URL (loopback server in tests)."
+    )
+    data_source: DataSourceName = Field(
+        "auto",
+        validation_alias="TECHNIC_DATA_SOURCE",
+        description="auto|polygon|flatfiles|simulated; auto = polygon when a key is set, else simulated.",
+    )
+    data_dir: Path = Field(
+        Path.home() / ".technic_v4",
+        validation_alias="TECHNIC_DATA_DIR",
+        description="Bar store, reference cache, Prefect results and scan results.",
+    )
+    flatfiles_dir: Path | None = Field(
+        None, validation_alias="TECHNIC_FLATFILES_DIR", description="Folder of Polygon day aggregates YYYY-MM-DD.csv.gz."
+    )
+    max_workers: int = Field(
+        2, ge=1, le=256, validation_alias="TECHNIC_MAX_WORKERS", description="Scoring chunks / Ray tasks per scan."
+    )
+    async_io: bool = Field(
+        True, validation_alias="TECHNIC_ASYNC_IO", description="0 = synchronous fetch path (rollback switch)."
+    )
+    task_runner: TaskRunnerName = Field(
+        "ray", validation_alias="TECHNIC_TASK_RUNNER", description="ray|thread; thread is the rollback switch."
+    )
+    max_concurrency: int = Field(
+        16, ge=1, le=512, validation_alias="TECHNIC_MAX_CONCURRENCY", description="HTTP requests in flight at once."
+    )
+    rate_limit: float = Field(
+        0.0,
+        ge=0,
+        validation_alias="TECHNIC_RATE_LIMIT",
+        description="Max requests per minute (5 for Polygon's free tier); 0 = unlimited.",
+    )
+    request_timeout: float = Field(
+        30.0, gt=0, validation_alias="TECHNIC_REQUEST_TIMEOUT", description="Seconds per HTTP attempt."
+    )
+    max_retries: int = Field(
+        5, ge=0, le=50, validation_alias="TECHNIC_MAX_RETRIES", description="Retries on 429/5xx/timeouts/results:null."
+    )
+    sim_seed: int = Field(7, validation_alias="TECHNIC_SIM_SEED", description="Seed of the simulated market.")
+    sim_symbols: int = Field(
+        8000, ge=50, le=200_000, validation_alias="TECHNIC_SIM_SYMBOLS", description="Listed symbols in the simulated market."
+    )
+    ray_address: str | None = Field(
+        None, validation_alias="RAY_ADDRESS", description="Join an existing Ray cluster (e.g. auto) instead of a local one."
+    )
+    lock_timeout: float = Field(
+        120.0, gt=0, validation_alias="TECHNIC_LOCK_TIMEOUT", description="Seconds to wait for the bar-store lock."
+    )
+
+    @field_validator("polygon_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, v):
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("polygon_base_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @field_validator("data_source", "task_runner", mode="before")
+    @classmethod
+    def _lower(cls, v):
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @property
+    def resolved_source(self) -> Literal["polygon", "flatfiles", "simulated"]:
+        """`auto` resolves to polygon when a key is set, else the simulated market."""
+        if self.data_source != "auto":
+            return self.data_source
+        return "polygon" if self.polygon_api_key else "simulated"
+
+    def api_key(self) -> str:
+        if self.polygon_api_key is None:
+            raise ConfigError("POLYGON_API_KEY is not set; set it or use TECHNIC_DATA_SOURCE=simulated")
+        return self.polygon_api_key.get_secret_value()
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = getattr(info, "validation_alias", None) if info else None
+    return alias if isinstance(alias, str) else field
+
+
+def format_validation_error(exc: ValidationError, *, env_names: bool, hide: tuple[str, ...] = ()) -> str:
+    """One line per bad value: the variable, the value given (unless secret) and what is wrong."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "?"
+        name = _env_name(loc) if env_names else loc
+        shown = "***" if loc in hide or name in hide else repr(err.get("input"))
+        lines.append(f"{name}={shown}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings from the environment (plus explicit overrides); raise ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        msg = format_validation_error(exc, env_names=True, hide=("POLYGON_API_KEY", "polygon_api_key"))
+        raise ConfigError(f"invalid configuration: {msg}") from None

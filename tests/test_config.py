@@ -1,0 +1,67 @@
+import pytest
+
+from technic_v4.config import load_settings
+from technic_v4.errors import ConfigError
+
+
+def test_defaults_resolve_to_simulated_without_key(monkeypatch):
+    monkeypatch.delenv("POLYGON_API_KEY", raising=False)
+    monkeypatch.delenv("TECHNIC_DATA_SOURCE", raising=False)
+    s = load_settings()
+    assert s.data_source == "auto"
+    assert s.resolved_source == "simulated"
+
+
+def test_auto_resolves_to_polygon_with_key(monkeypatch):
+    monkeypatch.setenv("POLYGON_API_KEY", "k" * 20)
+    monkeypatch.delenv("TECHNIC_DATA_SOURCE", raising=False)
+    assert load_settings().resolved_source == "polygon"
+
+
+def test_blank_key_counts_as_unset(monkeypatch):
+    monkeypatch.setenv("POLYGON_API_KEY", "   ")
+    assert load_settings().resolved_source == "simulated"
+
+
+@pytest.mark.parametrize(
+    "var,value,fragment",
+    [
+        ("TECHNIC_MAX_WORKERS", "abc", "valid integer"),
+        ("TECHNIC_MAX_WORKERS", "0", "greater than or equal to 1"),
+        ("TECHNIC_DATA_SOURCE", "yahoo", "'auto', 'polygon', 'flatfiles' or 'simulated'"),
+        ("TECHNIC_TASK_RUNNER", "dask", "'ray' or 'thread'"),
+        ("TECHNIC_RATE_LIMIT", "-1", "greater than or equal to 0"),
+        ("TECHNIC_ASYNC_IO", "maybe", "valid boolean"),
+        ("POLYGON_BASE_URL", "ftp://x", "http:// or https://"),
+    ],
+)
+def test_bad_env_value_names_the_variable(monkeypatch, var, value, fragment):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert f"{var}={value!r}" in str(exc.value)
+    assert fragment in str(exc.value)
+
+
+def test_case_insensitive_choices(monkeypatch):
+    monkeypatch.setenv("TECHNIC_TASK_RUNNER", "Thread")
+    assert load_settings().task_runner == "thread"
+
+
+def test_api_key_never_in_error_or_repr(monkeypatch):
+    secret = "SECRETKEY1234567890abcd"
+    monkeypatch.setenv("POLYGON_API_KEY", secret)
+    monkeypatch.setenv("TECHNIC_MAX_WORKERS", "-5")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert secret not in str(exc.value)
+    monkeypatch.delenv("TECHNIC_MAX_WORKERS")
+    s = load_settings()
+    assert secret not in repr(s) and secret not in str(s.model_dump())
+    assert s.api_key() == secret
+
+
+def test_missing_key_error_is_actionable(monkeypatch):
+    monkeypatch.delenv("POLYGON_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="POLYGON_API_KEY is not set"):
+        load_settings().api_key()
