@@ -1,0 +1,160 @@
+"""`technic` command line: scan, top, bench, config, blacklist (typer + rich)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import Optional
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from technic_v4 import progress as progress_hooks
+from technic_v4.config import Settings, load_settings
+from technic_v4.errors import TechnicError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="technic_v4: full-universe US stock scanner")
+console = Console()
+
+TABLE_COLUMNS = ["Symbol", "Sector", "Close", "ret_21d", "RSI14", "ATR14_pct", "TechRating", "Signal", "Entry", "Stop",
+                 "Target", "RewardRisk"]
+
+
+def results_table(df: pd.DataFrame, title: str, top: int) -> Table:
+    table = Table(title=title, show_lines=False, header_style="bold")
+    table.add_column("#", justify="right")
+    for col in TABLE_COLUMNS:
+        table.add_column(col, justify="left" if df[col].dtype == object else "right")
+    for i, row in enumerate(df.head(top).itertuples(index=False), 1):
+        cells = []
+        for col in TABLE_COLUMNS:
+            v = getattr(row, col)
+            if isinstance(v, float):
+                cells.append("" if pd.isna(v) else (f"{v:.1%}" if col in ("ret_21d", "ATR14_pct") else f"{v:,.2f}"))
+            else:
+                cells.append(str(v))
+        style = {"Strong Long": "bold green", "Long": "green", "Short": "red", "Strong Short": "bold red"}
+        table.add_row(str(i), *cells, style=style.get(row.Signal, ""))
+    return table
+
+
+@app.command()
+def scan(
+    max_symbols: int = typer.Option(6000, help="Most liquid N symbols considered"),
+    source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|simulated"),
+    as_of: Optional[str] = typer.Option(None, help="YYYY-MM-DD (default: last completed session)"),
+    intraday: bool = typer.Option(False, help="Add today's unfinished session (one snapshot call)"),
+    runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
+    workers: Optional[int] = typer.Option(None, help="Scoring chunks (default TECHNIC_MAX_WORKERS)"),
+    watchlist: str = typer.Option("", help="Comma-separated symbols, always scored first"),
+    signals: Optional[str] = typer.Option(None, help="Comma-separated signals to keep, e.g. 'Strong Long,Long'"),
+    top: int = typer.Option(25, help="Rows to print"),
+) -> None:
+    """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
+    from technic_v4.scanner_core import ScanConfig, run_scan
+
+    try:
+        config = ScanConfig.build(
+            max_symbols=max_symbols, data_source=source, as_of=dt.date.fromisoformat(as_of) if as_of else None,
+            intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
+            signals=[s.strip() for s in signals.split(",")] if signals else None,
+        )
+    except (TechnicError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("fetching trading days", total=None)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        progress_hooks.add_listener(on_progress)
+        try:
+            df, msg = run_scan(config)
+        except TechnicError as exc:
+            console.print(f"[red]scan failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        finally:
+            progress_hooks.remove_listener(on_progress)
+    title = f"Top {min(top, len(df))} of {len(df)} by TechRating"
+    if "SIMULATED" in msg:
+        title += " — SIMULATED DATA"
+    console.print(results_table(df, title, top))
+    console.print(msg)
+
+
+@app.command("top")
+def top_cmd(n: int = typer.Option(25, help="Rows"), signal: Optional[str] = typer.Option(None)) -> None:
+    """Print the last published scan (latest.csv) without scanning."""
+    import json
+
+    settings = load_settings()
+    path = settings.data_dir / "results" / "latest.csv"
+    if not path.exists():
+        console.print(f"no scan published yet under {path.parent}; run `technic scan` first")
+        raise typer.Exit(1)
+    df = pd.read_csv(path)
+    if signal:
+        df = df[df["Signal"] == signal]
+    meta = json.loads((path.parent / "latest.json").read_text())
+    label = " — SIMULATED DATA" if meta.get("simulated") else ""
+    console.print(results_table(df, f"Scan as of {meta.get('as_of')}{label}", n))
+
+
+@app.command()
+def bench(quick: bool = typer.Option(False, help="Smaller sizes, for a smoke run")) -> None:
+    """Run the side-by-side benchmarks and regenerate docs/performance.md."""
+    from benchmarks.run import main
+
+    main(quick=quick)
+
+
+@app.command()
+def config() -> None:
+    """Show the effective configuration (the API key is never shown)."""
+    s = load_settings()
+    table = Table(title="technic_v4 settings", header_style="bold")
+    for col in ("variable", "value", "meaning"):
+        table.add_column(col)
+    for name, field in Settings.model_fields.items():
+        value = getattr(s, name)
+        shown = ("set" if value else "not set") if name == "polygon_api_key" else str(value)
+        table.add_row(field.validation_alias, shown, field.description or "")
+    console.print(table)
+    console.print(f"resolved data source: {s.resolved_source}")
+
+
+@app.command()
+def blacklist(clear: bool = typer.Option(False, help="Forget every low-volume streak")) -> None:
+    """Show or clear the persisted low-volume blacklist."""
+    from technic_v4.store.bar_store import BarStore
+
+    s = load_settings()
+    store = BarStore(s.data_dir, lock_timeout=s.lock_timeout)
+    state = store.read_state("scan") or {}
+    streaks = state.get("blacklist", {})
+    if clear:
+        state["blacklist"] = {}
+        with store.lock():
+            store.write_state("scan", state)
+        console.print(f"cleared {len(streaks)} low-volume streaks")
+        return
+    listed = sorted((k for k, v in streaks.items() if v >= 5), key=str)
+    console.print(f"{len(listed)} symbols at or past 5 low-volume scans in a row: {', '.join(listed[:100])}")
+
+
+def main() -> None:
+    try:
+        app()
+    except TechnicError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

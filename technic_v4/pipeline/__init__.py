@@ -1,0 +1,1 @@
+"""Plain, testable steps of a scan (no Prefect, no Ray). flows/ wraps them as tasks."""

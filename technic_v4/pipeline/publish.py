@@ -1,0 +1,60 @@
+"""Publish a scan: parquet history, latest.csv/parquet (atomic), what changed since the last scan, a markdown report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from technic_v4.store.atomic import atomic_write, atomic_write_text
+
+ACTIONABLE = ("Strong Long", "Long", "Short", "Strong Short")
+
+
+@dataclass(frozen=True)
+class PublishedPaths:
+    history: Path
+    latest_csv: Path
+    latest_parquet: Path
+    report: Path
+
+
+def results_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "results"
+
+
+def read_previous(data_dir: Path) -> pd.DataFrame | None:
+    """The last published result table (with fingerprints), or None on a first scan."""
+    path = results_dir(data_dir) / "latest.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def signal_changes(previous: pd.DataFrame | None, current: pd.DataFrame) -> dict[str, list[str]]:
+    """New, dropped and flipped actionable signals versus the previous scan."""
+    cur = current.loc[current["Signal"].isin(ACTIONABLE)].set_index("Symbol")["Signal"]
+    if previous is None or previous.empty:
+        return {"new": sorted(cur.index), "dropped": [], "changed": []}
+    prev = previous.loc[previous["Signal"].isin(ACTIONABLE)].set_index("Symbol")["Signal"]
+    both = cur.index.intersection(prev.index)
+    return {
+        "new": sorted(cur.index.difference(prev.index)),
+        "dropped": sorted(prev.index.difference(cur.index)),
+        "changed": sorted(both[cur.loc[both].to_numpy() != prev.loc[both].to_numpy()]),
+    }
+
+
+def publish(results: pd.DataFrame, *, data_dir: Path, as_of: dt.date, report_md: str, meta: dict) -> PublishedPaths:
+    """Write every output atomically. `results` may carry internal columns (fingerprint); latest.csv drops them."""
+    out = results_dir(data_dir)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    history = out / "history" / f"as_of={as_of.isoformat()}" / f"scan-{stamp}.parquet"
+    public = results.drop(columns=[c for c in results.columns if c == "fingerprint"])
+    atomic_write(history, lambda p: results.to_parquet(p, index=False))
+    latest_parquet = atomic_write(out / "latest.parquet", lambda p: results.to_parquet(p, index=False))
+    latest_csv = atomic_write(out / "latest.csv", lambda p: public.to_csv(p, index=False, float_format="%.6g"))
+    report = atomic_write_text(out / "latest.md", report_md)
+    atomic_write_text(out / "latest.json", json.dumps(meta, indent=2, default=str))
+    return PublishedPaths(history=history, latest_csv=latest_csv, latest_parquet=latest_parquet, report=report)
