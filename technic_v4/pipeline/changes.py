@@ -51,4 +51,4 @@ def split_reusable(
     same = old.to_numpy() == fingerprints.to_numpy()
     same &= ~fingerprints.index.isin(list(force))
     reuse_syms = fingerprints.index[same]
-    return list(fingerprints.index[~same]), prev.loc[reuse_syms].reset_index()
+    return list(fingerprints.index[~same]), prev.loc[reuse_syms].rename_axis("Symbol").reset_index()
