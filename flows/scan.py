@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,7 +162,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         paths = publish(results, data_dir=runtime.settings.data_dir, as_of=runtime.as_of, report_md=report_md, meta=summary)
         top = results.drop(columns=["fingerprint"]).head(50)
         await acreate_table_artifact(
-            key="scan-top", table=top.astype(object).where(top.notna(), None).to_dict("records"),
+            key="scan-top", table=json.loads(top.to_json(orient="records", date_format="iso", double_precision=6)),
             description=f"Top 50 by TechRating, {summary['as_of']}" + (" (SIMULATED)" if runtime.simulated else ""),
         )
         await acreate_markdown_artifact(key="scan-report", markdown=report_md, description="Scan report")

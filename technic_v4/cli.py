@@ -17,7 +17,8 @@ from technic_v4.config import Settings, load_settings
 from technic_v4.errors import TechnicError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="technic_v4: full-universe US stock scanner")
-console = Console()
+# piped output (make scan | tee, CI logs) gets a wide fixed width instead of 80 columns, so the table stays readable
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 TABLE_COLUMNS = ["Symbol", "Sector", "Close", "ret_21d", "RSI14", "ATR14_pct", "TechRating", "Signal", "Entry", "Stop",
                  "Target", "RewardRisk"]
