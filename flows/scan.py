@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from flows.bars import fetch_bars
@@ -45,7 +46,7 @@ def _history_and_live_day(runtime: ScanRuntime) -> tuple[list[dt.date], dt.date 
 
 def _score(runtime: ScanRuntime, panel, reference: pd.DataFrame, regime, priority: np.ndarray):
     """Fan the panel out to `max_workers` chunk tasks; the panel and regime go to the object store once."""
-    shared = SharedDataStore()
+    shared = SharedDataStore(FlowRunContext.get().task_runner)
     panel_ref, regime_ref = shared.put(panel), shared.put(regime)
     workers = runtime.config.max_workers or runtime.settings.max_workers
     chunks = chunk_columns(panel.shape[1], workers, priority)
@@ -144,6 +145,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
             "oldest_cache_age_hours": bars.oldest_cache_age_hours,
             "task_runner": "ray" if used_ray else "thread",
             "worker_processes": len({w["pid"] for w in workers}),
+            "worker_pids": sorted({w["pid"] for w in workers}),
             "peak_rss_mb_workers": max((w["peak_rss_mb"] for w in workers), default=0.0),
         },
     }

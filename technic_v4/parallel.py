@@ -57,6 +57,14 @@ def make_task_runner(kind: str, max_workers: int, ray_address: str | None = None
     return ApiAwareRayTaskRunner(address=ray_address, init_kwargs=init_kwargs)
 
 
+def is_ray_runner(task_runner) -> bool:
+    if task_runner is None:
+        return False
+    from prefect_ray import RayTaskRunner
+
+    return isinstance(task_runner, RayTaskRunner)
+
+
 class SharedDataStore:
     """Big read-only inputs (panel, regime) go into Ray's object store once; every task gets the same handle.
 
@@ -64,11 +72,14 @@ class SharedDataStore:
     so the task receives the object itself. With the thread runner the object is shared in memory as it is.
     """
 
-    def __init__(self) -> None:
-        import sys
+    def __init__(self, task_runner=None) -> None:
+        # Only a Ray runner resolves ObjectRefs; a thread runner in a process where Ray happens to be up must get
+        # the objects themselves.
+        self._ray = None
+        if is_ray_runner(task_runner):
+            import ray
 
-        ray = sys.modules.get("ray")
-        self._ray = ray if ray is not None and ray.is_initialized() else None
+            self._ray = ray if ray.is_initialized() else None
 
     @property
     def uses_ray(self) -> bool:

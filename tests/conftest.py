@@ -14,3 +14,39 @@ def data_dir(tmp_path, monkeypatch):
     d = tmp_path / "technic_data"
     monkeypatch.setenv("TECHNIC_DATA_DIR", str(d))
     return d
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One temporary Prefect server for the whole session (each costs ~5 s); yields its API URL."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        from technic_v4.parallel import current_api_url
+
+        yield current_api_url()
+
+
+@pytest.fixture(scope="session")
+def ray_session(prefect_api):
+    """One local Ray for the session; workers get the harness's API URL so they never start a server of their own."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"PREFECT_API_URL": prefect_api}},
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def sim_env(tmp_path, monkeypatch):
+    """A small simulated market (1,500 stocks) in a fresh data dir, thread runner: fast flow tests."""
+    d = tmp_path / "technic_data"
+    for k, v in {"TECHNIC_DATA_DIR": str(d), "TECHNIC_DATA_SOURCE": "simulated", "TECHNIC_SIM_SYMBOLS": "1500",
+                 "TECHNIC_TASK_RUNNER": "thread"}.items():
+        monkeypatch.setenv(k, v)
+    return d
