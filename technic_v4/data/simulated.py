@@ -77,7 +77,6 @@ class SimulatedMarket:
             state = int(rng.choice(4, p=REGIME_NEXT[state]))
         return states[: len(self.sessions)]
 
-    @cached_property
     def _returns(self) -> np.ndarray:
         """(T, N) daily log returns of the economic (split-free) price."""
         u, T, N = self.u, len(self.sessions), len(self.symbols)
@@ -111,7 +110,7 @@ class SimulatedMarket:
     @cached_property
     def _economic_close(self) -> np.ndarray:
         """(T, N) close in start-share units (no splits): price0 · exp(cumulative return)."""
-        return self.u.price0 * np.exp(np.cumsum(self._returns, axis=0))
+        return self.u.price0 * np.exp(np.cumsum(self._returns(), axis=0))  # returns are not kept: 60 MB less
 
     @cached_property
     def _split_factor(self) -> np.ndarray:
@@ -130,7 +129,9 @@ class SimulatedMarket:
         listed = (t >= u.ipo_idx) & (t < u.delist_idx)
         # Thin names skip days; any name misses one now and then (a halt, a bad print the vendor dropped).
         p_skip = np.where(u.base_volume * u.price0 < 2e5, 0.03, 0.0004)
-        skip = np.stack([np.random.default_rng([self.seed, 7, i]).random(len(self.symbols)) for i in range(T)]) < p_skip
+        skip = np.empty((T, len(self.symbols)), dtype=bool)
+        for i in range(T):  # per-session RNG so that extending the market never changes an earlier day
+            skip[i] = np.random.default_rng([self.seed, 7, i]).random(len(self.symbols)) < p_skip
         ok = listed & ~skip
         for h in u.long_halts.itertuples(index=False):
             ok[h.start_idx : h.start_idx + h.length, h.col] = False
