@@ -58,6 +58,16 @@ def _score(runtime: ScanRuntime, panel, reference: pd.DataFrame, regime, priorit
     return frame, [o[1] for o in outs], shared.uses_ray
 
 
+def _runner_for(config: ScanConfig | None = None):
+    """The task runner this config (or TECHNIC_TASK_RUNNER / TECHNIC_MAX_WORKERS / RAY_ADDRESS) asks for."""
+    settings = load_settings()
+    kind = (config and config.task_runner) or settings.task_runner
+    workers = (config and config.max_workers) or settings.max_workers
+    return make_task_runner(kind, workers, settings.ray_address)
+
+
+# Deployments import this flow; its default runner comes from the worker's environment (TECHNIC_TASK_RUNNER ...).
+@flow(name="scan", log_prints=False, task_runner=_runner_for())
 async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
     """Scan the US stock universe: rank every tradeable symbol by TechRating with a signal and a trade plan."""
     log = get_run_logger()
@@ -173,18 +183,6 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
     message = format_message(summary)
     log.info("\n%s", message)
     return ScanOutput(results=kept.drop(columns=["fingerprint"]).reset_index(drop=True), message=message, summary=summary)
-
-
-def _runner_for(config: ScanConfig | None = None):
-    """The task runner this config (or TECHNIC_TASK_RUNNER / TECHNIC_MAX_WORKERS / RAY_ADDRESS) asks for."""
-    settings = load_settings()
-    kind = (config and config.task_runner) or settings.task_runner
-    workers = (config and config.max_workers) or settings.max_workers
-    return make_task_runner(kind, workers, settings.ray_address)
-
-
-# Deployments import this object; its runner comes from the worker's environment.
-scan = flow(name="scan", log_prints=False, task_runner=_runner_for())(scan)
 
 
 def scan_flow_for(config: ScanConfig):

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no telemetry calls from test servers (no network here)
 for _k in list(os.environ):
     if _k.startswith(("TECHNIC_", "POLYGON_")) or _k == "RAY_ADDRESS":
         del os.environ[_k]
