@@ -108,7 +108,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         panel, quarantine = quarantine_panel(panel.select(pre.kept))
     with timer.stage("score"):
         previous = read_previous(runtime.settings.data_dir)
-        fingerprints = bar_fingerprints(panel, regime.label)
+        fingerprints = bar_fingerprints(panel, regime.label, reference)
         force = sorted(set(split_changed) | set(protected))
         to_score, reused = split_reusable(fingerprints, previous if config.reuse_scores else None, force=force)
         priority = np.isin(to_score, protected + list(state.get("last_signals", [])))

@@ -46,3 +46,14 @@ def _roundtrip(df):
     df.to_parquet(buf)
     buf.seek(0)
     return buf
+
+
+def test_reference_change_invalidates_reuse():
+    from technic_v4.pipeline.changes import bar_fingerprints
+
+    p = _panel()
+    ref = pd.DataFrame({"symbol": list(p.symbols), "name": "x", "sector": "s", "industry": "i", "shares_outstanding": 1e6})
+    a = bar_fingerprints(p, "SIDEWAYS", ref)
+    ref.loc[0, "shares_outstanding"] = 2e6
+    b = bar_fingerprints(p, "SIDEWAYS", ref)
+    assert a.iloc[0] != b.iloc[0] and (a.iloc[1:] == b.iloc[1:]).all()

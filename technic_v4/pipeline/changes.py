@@ -15,8 +15,9 @@ from technic_v4.store.panel import FIELDS, Panel
 SCORING_VERSION = "1"  # bump when indicator/score definitions change, so old rows are never reused
 
 
-def bar_fingerprints(panel: Panel, regime_label: str) -> pd.Series:
-    """One uint64 per symbol over what its scores depend on: last bar, first bar, bar count, regime, version."""
+def bar_fingerprints(panel: Panel, regime_label: str, reference: pd.DataFrame | None = None) -> pd.Series:
+    """One int64 per symbol over what its row depends on: last bar, first bar, bar count, regime, version, and the
+    reference fields shown on the row (name, sector, industry, shares outstanding -> MarketCap)."""
     first_idx = np.argmax(np.isfinite(panel.close), axis=0)
     cols = np.arange(panel.shape[1])
     last_date_idx = panel.shape[0] - 1 - np.argmax(np.isfinite(panel.close)[::-1], axis=0)
@@ -32,6 +33,11 @@ def bar_fingerprints(panel: Panel, regime_label: str) -> pd.Series:
             **{f"last_{f}": last_valid(getattr(panel, f)) for f in FIELDS},
         }
     )
+    if reference is not None:
+        ref = reference.drop_duplicates("symbol").set_index("symbol").reindex(panel.symbols)
+        for col in ("name", "sector", "industry", "shares_outstanding"):
+            if col in ref:
+                frame[col] = ref[col].to_numpy()
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)  # int64 survives parquet
     return pd.Series(hashed, index=panel.symbols, name="fingerprint")
 
