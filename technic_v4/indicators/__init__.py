@@ -1,0 +1,38 @@
+"""Technical indicators over a whole dates × symbols panel (valid-bar semantics: see `base`).
+
+`compute_latest(panel)` gives every catalogue value on each symbol's last bar; `required_history()` says how many bars
+the scan must load for all of them to be defined and converged.
+"""
+
+from technic_v4.indicators.base import Bars, Indicator, WindowIndicator
+from technic_v4.indicators.catalogue import CATALOGUE, compute_latest, required_history
+from technic_v4.indicators.momentum import RSI, Returns
+from technic_v4.indicators.price import LastBar, MeanGap, PctFromHigh
+from technic_v4.indicators.trend import EMA, MACD, SMA
+from technic_v4.indicators.volatility import ATR, ATRPercent, RealizedVolatility, true_range
+from technic_v4.indicators.volume import AverageVolume, DollarVolume, UpDownVolume, VolumeSpike
+
+__all__ = [
+    "ATR",
+    "ATRPercent",
+    "AverageVolume",
+    "Bars",
+    "CATALOGUE",
+    "DollarVolume",
+    "EMA",
+    "Indicator",
+    "LastBar",
+    "MACD",
+    "MeanGap",
+    "PctFromHigh",
+    "RSI",
+    "RealizedVolatility",
+    "Returns",
+    "SMA",
+    "UpDownVolume",
+    "VolumeSpike",
+    "WindowIndicator",
+    "compute_latest",
+    "required_history",
+    "true_range",
+]
