@@ -73,14 +73,18 @@ async def fetch_bars(runtime: ScanRuntime, history: list[dt.date], live_day: dt.
         return await task(month=month, days=days, final=True, runtime=runtime, progress=prog)
 
     results = await asyncio.gather(*(run(m, d, False) for m, d in months.items()))
-    # A cached month whose days are not all in the store (deleted files, an earlier failed day): run it again.
-    stale = [r["month"] for r in results if any(not store.has_day(d) for d in months[r["month"]])]
+    # A month answered from an older run's cache whose days are not all in the store (deleted files, a day that
+    # failed back then): run it again. A month this run just fetched is not repeated: its failures are reported.
+    this_run = str(flow_run.id)
+    stale = [
+        r["month"] for r in results
+        if r["flow_run_id"] != this_run and any(not store.has_day(d) for d in months[r["month"]])
+    ]
     if stale:
         results = [r for r in results if r["month"] not in stale]
         results += await asyncio.gather(*(run(m, months[m], True) for m in stale))
     await prog.finish()
 
-    this_run = str(flow_run.id)
     report = BarsReport(days=[])
     for r in results:
         if r["flow_run_id"] == this_run:

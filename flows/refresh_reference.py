@@ -5,19 +5,20 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.tasks import IO_RETRIES
 from technic_v4.calendar import last_completed_session
 from technic_v4.pipeline import universe
 from technic_v4.pipeline.runtime import ScanRuntime, open_runtime
 from technic_v4.scanner_core import ScanConfig
 
 
-@task(name="fetch-reference", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 15])
+@task(name="fetch-reference", cache_policy=NO_CACHE, **IO_RETRIES)
 async def fetch_reference(runtime: ScanRuntime) -> dict:
     df, info = await universe.load_reference(runtime.store, runtime.source, force=True)
     return {**info, "symbols": int(len(df)), "sectors": df["sector"].value_counts().to_dict()}
 
 
-@task(name="fetch-splits", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 15])
+@task(name="fetch-splits", cache_policy=NO_CACHE, **IO_RETRIES)
 async def fetch_splits(runtime: ScanRuntime) -> dict:
     splits, changed = await universe.refresh_splits(runtime.store, runtime.source, runtime.as_of)
     return {"splits_known": int(len(splits)), "symbols_with_new_splits": changed}

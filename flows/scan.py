@@ -16,6 +16,7 @@ from flows.bars import fetch_bars
 from flows.tasks import load_reference, refresh_splits, score_chunk
 from technic_v4.calendar import NY, is_trading_day, previous_trading_days
 from technic_v4.config import load_settings
+from technic_v4.errors import ConfigError
 from technic_v4.parallel import SharedDataStore, chunk_columns, make_task_runner
 from technic_v4.pipeline import prescreen as ps
 from technic_v4.pipeline.changes import bar_fingerprints, split_reusable
@@ -58,6 +59,13 @@ def _score(runtime: ScanRuntime, panel, reference: pd.DataFrame, regime, priorit
     return frame, [o[1] for o in outs], shared.uses_ray
 
 
+def _check_sectors(sectors: list[str] | None, reference: pd.DataFrame) -> None:
+    """A sector no symbol has is a typo: say so instead of returning only the always-kept index ETFs."""
+    known = set(reference["sector"].dropna())
+    if sectors and (unknown := sorted(set(sectors) - known)):
+        raise ConfigError(f"unknown sector(s) {unknown}; the universe has: {', '.join(sorted(known))}")
+
+
 def _runner_for(config: ScanConfig | None = None):
     """The task runner this config (or TECHNIC_TASK_RUNNER / TECHNIC_MAX_WORKERS / RAY_ADDRESS) asks for."""
     settings = load_settings()
@@ -77,6 +85,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
     try:
         with timer.stage("reference"):
             reference, ref_info = await load_reference(runtime)
+            _check_sectors(config.sectors, reference)
         with timer.stage("fetch"):
             history, live_day = _history_and_live_day(runtime)
             bars = await fetch_bars(runtime, history, live_day)
@@ -88,7 +97,8 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         raise RuntimeError(f"no trading days could be loaded for {runtime.as_of}; failed: {bars.failed}")
 
     with timer.stage("load_panel"):
-        panel = runtime.store.load_panel(bars.days, splits=splits)
+        duplicates: list[dict] = []
+        panel = runtime.store.load_panel(bars.days, splits=splits, duplicates=duplicates)
     with timer.stage("regime"):
         regime = compute_regime(panel)
     with timer.stage("prescreen"):
@@ -106,6 +116,8 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         )
         pre = ps.prescreen(panel, reference, rules, blacklist=state.get("blacklist"), always_keep=tuple(protected))
         panel, quarantine = quarantine_panel(panel.select(pre.kept))
+        if duplicates:
+            quarantine = pd.concat([quarantine, pd.DataFrame(duplicates)], ignore_index=True)
     with timer.stage("score"):
         previous = read_previous(runtime.settings.data_dir)
         fingerprints = bar_fingerprints(panel, regime.label, reference)

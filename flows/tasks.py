@@ -10,10 +10,21 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 
+from technic_v4.errors import AuthError, ConfigError
 from technic_v4.pipeline import fetching, universe
 from technic_v4.pipeline.metrics import peak_rss_mb
 from technic_v4.pipeline.runtime import ScanRuntime
 from technic_v4.store.panel import Panel
+
+
+def retry_unless_auth(_task, _task_run, state) -> bool:
+    """Retry I/O failures, never a rejected key or plan (401/403) or bad configuration: a retry cannot fix those,
+    costs requests and delays the server's message by the whole retry schedule."""
+    return not isinstance(state.data, (AuthError, ConfigError))
+
+
+# Retries on the I/O tasks only (Prefect's own examples do the same); the HTTP client retries single requests first.
+IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15], "retry_condition_fn": retry_unless_auth}
 
 
 def _month_cache_key(_ctx, params) -> str:
@@ -30,6 +41,7 @@ def _month_cache_key(_ctx, params) -> str:
     persist_result=True,
     retries=2,
     retry_delay_seconds=[2, 5],
+    retry_condition_fn=retry_unless_auth,
 )
 async def fetch_month(month: str, days: list[dt.date], final: bool, runtime: ScanRuntime, progress=None) -> dict:
     """Fetch this month's missing days into the store. The result records which flow run did the work, so the
@@ -49,12 +61,12 @@ async def fetch_month(month: str, days: list[dt.date], final: bool, runtime: Sca
     }
 
 
-@task(name="load-reference", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 15])
+@task(name="load-reference", cache_policy=NO_CACHE, **IO_RETRIES)
 async def load_reference(runtime: ScanRuntime) -> tuple[pd.DataFrame, dict]:
     return await universe.load_reference(runtime.store, runtime.source)
 
 
-@task(name="refresh-splits", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 15])
+@task(name="refresh-splits", cache_policy=NO_CACHE, **IO_RETRIES)
 async def refresh_splits(runtime: ScanRuntime) -> tuple[pd.DataFrame, list[str]]:
     return await universe.refresh_splits(runtime.store, runtime.source, runtime.as_of)
 
@@ -80,8 +92,7 @@ def _live_cache_key(_ctx, params) -> str:
     cache_policy=CacheKeyFnPolicy(cache_key_fn=_live_cache_key),
     cache_expiration=timedelta(minutes=15),
     persist_result=True,
-    retries=3,
-    retry_delay_seconds=[2, 5, 15],
+    **IO_RETRIES,
 )
 async def fetch_live_day(day: dt.date, runtime: ScanRuntime) -> dict:
     from prefect.runtime import flow_run

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from technic_v4.data.source import MarketDataSource
-from technic_v4.errors import DataSourceError
+from technic_v4.errors import AuthError, DataSourceError
 from technic_v4.store.bar_store import BarStore
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ async def ensure_days(
         nonlocal done
         try:
             frame = await source.grouped_daily(day)
+        except AuthError:
+            raise  # a bad key or plan is not a broken day: fail the scan now with the server's message
         except DataSourceError as exc:
             report.failed[day.isoformat()] = str(exc)
             log.warning("grouped daily %s failed: %s", day, exc)

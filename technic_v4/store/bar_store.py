@@ -66,7 +66,7 @@ class BarStore:
             self._lock.acquire()
         except Timeout as exc:
             raise StoreLockTimeout(
-                f"bar store {self.root} is locked by another scan for more than {self.lock_timeout:.0f} s "
+                f"bar store {self.root} is locked by another scan for more than {self.lock_timeout:g} s "
                 f"({self._lock.lock_file}); set TECHNIC_LOCK_TIMEOUT higher or check for a stuck process"
             ) from exc
         try:
@@ -132,10 +132,14 @@ class BarStore:
 
     # ---- the panel ---------------------------------------------------------------------------------------------
 
-    def load_panel(self, days: list[dt.date], symbols=None, splits: pd.DataFrame | None = None) -> Panel:
+    def load_panel(
+        self, days: list[dt.date], symbols=None, splits: pd.DataFrame | None = None, duplicates: list | None = None
+    ) -> Panel:
         """A dates x symbols panel of the stored `days` (missing days are skipped), split-adjusted as of the last day.
 
-        One multi-threaded pyarrow read of all day files, then a vectorized scatter into (T, N) arrays.
+        One multi-threaded pyarrow read of all day files, then a vectorized scatter into (T, N) arrays. A (date,
+        symbol) stored twice cannot be told apart, so its bar becomes NaN and, when `duplicates` is a list, a record
+        {symbol, date, check, details} per duplicate is appended to it for the quarantine report.
         """
         days = sorted({pd.Timestamp(d).date() for d in days if self.has_day(d, final_only=False)})
         if not days:
@@ -160,11 +164,20 @@ class BarStore:
         day_numbers = pa.compute.cast(table.column("date"), pa.int32()).to_numpy()
         row = np.searchsorted(dates.astype(np.int64), day_numbers)
         ok = col >= 0
+        dup_cells = _duplicate_cells(row[ok], col[ok], len(symbols))
         arrays = {}
         for f in FIELDS:
             a = np.full((len(dates), len(symbols)), np.nan)
             a[row[ok], col[ok]] = table.column(f).to_numpy(zero_copy_only=False)[ok]
+            a.ravel()[dup_cells] = np.nan
             arrays[f] = a
+        if dup_cells.size and duplicates is not None:
+            r, c = np.divmod(dup_cells, len(symbols))
+            duplicates.extend(
+                {"symbol": symbols[ci], "date": str(dates[ri]), "check": "unique (symbol, date)",
+                 "details": "stored more than once; bar dropped"}
+                for ri, ci in zip(r, c)
+            )
         if splits is not None and len(splits):
             adjust_for_splits(arrays, dates, symbols, splits)
         return Panel(dates=dates, symbols=symbols, **arrays)
@@ -202,6 +215,13 @@ class BarStore:
 
     def write_state(self, name: str, state: dict) -> None:
         atomic_write_text(self.root / "state" / f"{name}.json", json.dumps(state, indent=1, sort_keys=True, default=str))
+
+
+def _duplicate_cells(rows: np.ndarray, cols: np.ndarray, n_symbols: int) -> np.ndarray:
+    """Flat (row * N + col) indices hit by more than one stored bar."""
+    flat = rows.astype(np.int64) * n_symbols + cols
+    uniq, counts = np.unique(flat, return_counts=True)
+    return uniq[counts > 1]
 
 
 def adjust_for_splits(arrays: dict[str, np.ndarray], dates: np.ndarray, symbols: np.ndarray, splits: pd.DataFrame) -> None:
