@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
+from prefect.runtime import flow_run as prefect_flow_run
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from flows.bars import fetch_bars
@@ -139,6 +140,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
 
     summary = {
         "as_of": (live_day or runtime.as_of).isoformat(),
+        "flow_run_id": str(prefect_flow_run.id),
         "source": runtime.source.name + (" (intraday)" if live_day else ""),
         "simulated": runtime.simulated,
         "regime": regime.label,

@@ -65,6 +65,7 @@ def test_prescreen_counts_add_up_and_are_reported(prefect_api, sim_env):
 
 def test_results_published_with_artifacts(prefect_api, sim_env):
     from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     df, msg = run_scan(ScanConfig.build(as_of=DAY1, lookback_days=LOOKBACK, signals=["Strong Long", "Long"]))
     assert set(df["Signal"]) <= {"Strong Long", "Long"} and len(df) > 0
@@ -75,10 +76,11 @@ def test_results_published_with_artifacts(prefect_api, sim_env):
     assert meta["simulated"] is True and meta["as_of"] == DAY1.isoformat()
     assert list((sim_env / "results" / "history").glob("as_of=*/scan-*.parquet"))
     with get_client(sync_client=True) as client:
-        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["scan-top", "scan-report"])))
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[meta["flow_run_id"]]))
+        )
     kinds = {a.key: a for a in arts}
+    assert {"scan-top", "scan-report"} <= set(kinds)
     assert "SIMULATED" in kinds["scan-report"].data
     assert len(json.loads(kinds["scan-top"].data)) == min(50, len(latest))
 

@@ -1,0 +1,37 @@
+"""Helper scripts the reliability tests run in processes of their own, and what they share."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HELPERS = Path(__file__).resolve().parent
+ROOT = HELPERS.parents[1]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The current environment (TECHNIC_* set by the test, PREFECT_API_URL of the session harness) plus `extra`."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ)
+    api = PREFECT_API_URL.value()
+    if api:
+        env["PREFECT_API_URL"] = api
+    env.update(extra)
+    return env
+
+
+def start_scan(config: dict, out: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(HELPERS / "scan_process.py"), json.dumps(config, default=str), str(out)],
+        cwd=ROOT, env=child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> dict:
+    stdout, stderr = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"scan process failed ({proc.returncode}):\n{stderr[-4000:]}"
+    return json.loads(stdout.strip().splitlines()[-1])
