@@ -18,7 +18,7 @@ from flows.tasks import load_reference, refresh_splits, score_chunk
 from technic_v4.calendar import NY, is_trading_day, previous_trading_days
 from technic_v4.config import load_settings
 from technic_v4.errors import ConfigError
-from technic_v4.parallel import SharedDataStore, chunk_columns, make_task_runner
+from technic_v4.parallel import SharedDataStore, chunk_columns, is_ray_runner, make_task_runner
 from technic_v4.pipeline import prescreen as ps
 from technic_v4.pipeline.changes import bar_fingerprints, split_reusable
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb
@@ -57,7 +57,7 @@ def _score(runtime: ScanRuntime, panel, reference: pd.DataFrame, regime, priorit
     outs = [f.result() for f in futures]
     frames = [o[0] for o in outs if len(o[0])]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return frame, [o[1] for o in outs], shared.uses_ray
+    return frame, [o[1] for o in outs]
 
 
 def _check_sectors(sectors: list[str] | None, reference: pd.DataFrame) -> None:
@@ -126,10 +126,10 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         to_score, reused = split_reusable(fingerprints, previous if config.reuse_scores else None, force=force)
         priority = np.isin(to_score, protected + list(state.get("last_signals", [])))
         if to_score:
-            scored, workers, used_ray = _score(runtime, panel.select(to_score), reference, regime, priority)
+            scored, workers = _score(runtime, panel.select(to_score), reference, regime, priority)
             scored["fingerprint"] = fingerprints.reindex(scored["Symbol"]).to_numpy()
         else:  # nothing changed since the last scan: every row is reused as it is
-            scored, workers, used_ray = reused.iloc[0:0], [], False
+            scored, workers = reused.iloc[0:0], []
         results = pd.concat([scored, reused], ignore_index=True)[list(scored.columns)]
         results = results.sort_values("TechRating", ascending=False, na_position="last", ignore_index=True)
     with timer.stage("validate"):
@@ -167,7 +167,8 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
             "months_cached": bars.months_cached,
             "months_fetched": bars.months_run,
             "oldest_cache_age_hours": bars.oldest_cache_age_hours,
-            "task_runner": "ray" if used_ray else "thread",
+            # the runner this flow run uses, also when every row was reused and nothing went to a worker
+            "task_runner": "ray" if is_ray_runner(FlowRunContext.get().task_runner) else "thread",
             "worker_processes": len({w["pid"] for w in workers}),
             "worker_pids": sorted({w["pid"] for w in workers}),
             "peak_rss_mb_workers": max((w["peak_rss_mb"] for w in workers), default=0.0),
