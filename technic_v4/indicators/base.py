@@ -170,6 +170,21 @@ class Indicator:
         return hash(repr(self))
 
 
+class WilderIndicator(Indicator):
+    """A Wilder-smoothed indicator (RSI, ATR): first value on the (period+1)-th valid bar, converged `period`-alpha
+    later. Subclasses set `self.period` before calling `super().__init__`."""
+
+    period: int
+
+    @property
+    def min_bars(self) -> int:
+        return self.period + 1
+
+    @property
+    def lookback(self) -> int:
+        return self.min_bars + convergence_bars(1.0 / self.period)
+
+
 class WindowIndicator(Indicator):
     """An indicator that reduces the last `window` valid bars (zipline's CustomFactor).
 

@@ -6,11 +6,10 @@ import numpy as np
 
 from technic_v4.indicators.base import (
     Bars,
-    Indicator,
+    WilderIndicator,
     WindowIndicator,
     check_input,
     check_int,
-    convergence_bars,
     seeded_smoothing,
 )
 
@@ -31,7 +30,7 @@ class Returns(WindowIndicator):
         return x[-1] / x[0] - 1.0
 
 
-class RSI(Indicator):
+class RSI(WilderIndicator):
     """Wilder's RSI as talib.RSI, plus its smoothed average gain and loss.
 
     Seed: the plain means of the first `period` gains/losses (bar-to-bar close changes), reported on the symbol's
@@ -46,14 +45,6 @@ class RSI(Indicator):
         self.period = check_int("RSI", "period", period, 2, "Wilder's RSI is defined for periods of 2 bars or more")
         self.inputs = (check_input("RSI", input),)
         super().__init__(input=input, period=self.period)
-
-    @property
-    def min_bars(self) -> int:
-        return self.period + 1
-
-    @property
-    def lookback(self) -> int:
-        return self.min_bars + convergence_bars(1.0 / self.period)
 
     def series(self, bars: Bars) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self._rsi(bars, series=True)

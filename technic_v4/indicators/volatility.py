@@ -6,11 +6,10 @@ import numpy as np
 
 from technic_v4.indicators.base import (
     Bars,
-    Indicator,
+    WilderIndicator,
     WindowIndicator,
     finite_or_nan,
     check_int,
-    convergence_bars,
     previous,
     seeded_smoothing,
 )
@@ -25,7 +24,7 @@ def true_range(bars: Bars) -> np.ndarray:
     return np.maximum(bars.high - bars.low, gap_range)  # np.maximum propagates the NaN of the first bar
 
 
-class ATR(Indicator):
+class ATR(WilderIndicator):
     """Average true range as talib.ATR: the first value, on the symbol's (period+1)-th bar, is the mean of the true
     ranges of bars 2..period+1 (the first bar has no true range); then Wilder smoothing with alpha = 1/period."""
 
@@ -34,14 +33,6 @@ class ATR(Indicator):
     def __init__(self, period: int = 14):
         self.period = check_int("ATR", "period", period, 2, "use talib.TRANGE semantics for a 1-bar range")
         super().__init__(period=self.period)
-
-    @property
-    def min_bars(self) -> int:
-        return self.period + 1
-
-    @property
-    def lookback(self) -> int:
-        return self.min_bars + convergence_bars(1.0 / self.period)
 
     def series(self, bars: Bars) -> np.ndarray:
         return seeded_smoothing(true_range(bars), 1.0 / self.period, bars.start + 1, self.period)

@@ -21,9 +21,39 @@ from technic_v4.data.source import RequestCounter
 
 
 class _Verbs:
-    """The Polygon endpoints technic_v4 uses. `self._http` is an AsyncHTTP or a SyncHTTP."""
+    """The Polygon endpoints technic_v4 uses. `self._http` is an AsyncHTTP or a SyncHTTP (see `_transport`)."""
 
     _http: AsyncHTTP | SyncHTTP
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        max_concurrency: int = 16,
+        rate_limit: float = 0,
+        rate_period: float = 60.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        timeout: float = 30.0,
+        counter: RequestCounter | None = None,
+        auth: AuthMode = "header",
+    ):
+        options = {
+            "counter": counter,
+            "limiter": RateLimiter(rate_limit, rate_period),
+            "policy": RetryPolicy(max_retries=max_retries, backoff_base=backoff_base),
+            "timeout": timeout,
+            "auth": auth,
+        }
+        self._http = self._transport(api_key, base_url, max_concurrency, options)
+
+    def _transport(self, api_key: str, base_url: str, max_concurrency: int, options: dict):
+        raise NotImplementedError
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides):
+        return cls(**{**settings_options(settings), **overrides})
 
     @property
     def counter(self) -> RequestCounter:
@@ -57,19 +87,6 @@ class _Verbs:
         return f"{type(self).__name__}({self._http!r})"
 
 
-def _transport_options(
-    *, rate_limit: float, rate_period: float, max_retries: int, backoff_base: float, timeout: float,
-    counter: RequestCounter | None, auth: AuthMode,
-) -> dict:
-    return {
-        "counter": counter,
-        "limiter": RateLimiter(rate_limit, rate_period),
-        "policy": RetryPolicy(max_retries=max_retries, backoff_base=backoff_base),
-        "timeout": timeout,
-        "auth": auth,
-    }
-
-
 def settings_options(settings: Settings) -> dict:
     """Client keyword arguments from Settings (TECHNIC_MAX_CONCURRENCY, _RATE_LIMIT, _REQUEST_TIMEOUT, _MAX_RETRIES)."""
     return {
@@ -85,29 +102,8 @@ def settings_options(settings: Settings) -> dict:
 class PolygonClient(_Verbs):
     """Async Polygon REST client; one per scan (it owns the aiohttp session). Verbs are awaited."""
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        *,
-        max_concurrency: int = 16,
-        rate_limit: float = 0,
-        rate_period: float = 60.0,
-        max_retries: int = 5,
-        backoff_base: float = 0.5,
-        timeout: float = 30.0,
-        counter: RequestCounter | None = None,
-        auth: AuthMode = "header",
-    ):
-        options = _transport_options(
-            rate_limit=rate_limit, rate_period=rate_period, max_retries=max_retries, backoff_base=backoff_base,
-            timeout=timeout, counter=counter, auth=auth,
-        )
-        self._http = AsyncHTTP(api_key, base_url, max_concurrency=max_concurrency, **options)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> PolygonClient:
-        return cls(**{**settings_options(settings), **overrides})
+    def _transport(self, api_key: str, base_url: str, max_concurrency: int, options: dict) -> AsyncHTTP:
+        return AsyncHTTP(api_key, base_url, max_concurrency=max_concurrency, **options)
 
     @property
     def max_concurrency(self) -> int:
@@ -124,31 +120,11 @@ class PolygonClient(_Verbs):
 
 
 class SyncPolygonClient(_Verbs):
-    """Synchronous, sequential Polygon client (TECHNIC_ASYNC_IO=0). Same requests, parsing and retry policy."""
+    """Synchronous, sequential Polygon client (TECHNIC_ASYNC_IO=0). Same requests, parsing and retry policy;
+    `max_concurrency` is accepted for symmetry and ignored."""
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        *,
-        rate_limit: float = 0,
-        rate_period: float = 60.0,
-        max_retries: int = 5,
-        backoff_base: float = 0.5,
-        timeout: float = 30.0,
-        counter: RequestCounter | None = None,
-        auth: AuthMode = "header",
-        max_concurrency: int | None = None,  # accepted for symmetry with PolygonClient; the sync path is sequential
-    ):
-        options = _transport_options(
-            rate_limit=rate_limit, rate_period=rate_period, max_retries=max_retries, backoff_base=backoff_base,
-            timeout=timeout, counter=counter, auth=auth,
-        )
-        self._http = SyncHTTP(api_key, base_url, **options)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> SyncPolygonClient:
-        return cls(**{**settings_options(settings), **overrides})
+    def _transport(self, api_key: str, base_url: str, max_concurrency: int, options: dict) -> SyncHTTP:
+        return SyncHTTP(api_key, base_url, **options)
 
     def close(self) -> None:
         self._http.close()
