@@ -21,7 +21,7 @@ from technic_v4.errors import ConfigError
 from technic_v4.parallel import SharedDataStore, chunk_columns, is_ray_runner, make_task_runner
 from technic_v4.pipeline import prescreen as ps
 from technic_v4.pipeline.changes import bar_fingerprints, split_reusable
-from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb
+from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb, reset_peak_rss
 from technic_v4.pipeline.publish import publish, read_previous, signal_changes
 from technic_v4.pipeline.report import format_message, render_markdown, signal_counts
 from technic_v4.pipeline.runtime import ScanRuntime, open_runtime
@@ -80,6 +80,7 @@ def _runner_for(config: ScanConfig | None = None):
 async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
     """Scan the US stock universe: rank every tradeable symbol by TechRating with a signal and a trade plan."""
     log = get_run_logger()
+    reset_peak_rss()  # the reported peak is this scan's, also in a long-lived worker process
     timer = StageTimer()
     runtime = open_runtime(config)
     calls_before = runtime.source.counter.snapshot()
