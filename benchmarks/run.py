@@ -136,8 +136,8 @@ def readme_block(report: dict) -> str:
     else:
         src = scan["market"]["source"]
         where = "loopback Polygon server, 100 ms latency" if src == "polygon" else "in-process simulated source"
-        lines += [f"| symbols | cold backfill s (API calls) | warm 1 new day: thread s | Ray s | API calls | cache hits | "
-                  f"peak flow + workers |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| symbols | cold backfill s (API calls) | warm 1 new day: thread s | Ray s | API calls | cache hits | "
+                  "peak flow + workers |", "|---:|---:|---:|---:|---:|---:|---:|"]
         for s in scan["sizes"]:
             c, t, r = s["cold"], s["warm_thread"], s["warm_ray"]
             gb = scan["figures"].get(f"peak_{s['n']}_gb")
@@ -147,7 +147,7 @@ def readme_block(report: dict) -> str:
                   "(one new day), every symbol rescored; elapsed includes flow-run creation and runner start-up."]
         opt = scan.get("sweep_optimum") or {}
         if opt:
-            lines += ["", f"Ray vs thread on the same warm scan: "
+            lines += ["", "Ray vs thread on the same warm scan: "
                       + ", ".join(f"{s['n']:,}: {_fmt(s.get('ray_over_thread_warm'))}x" for s in scan["sizes"])
                       + f". Worker sweep optimum on this box: Ray {opt.get('ray_workers_by_total')} workers, thread "
                       f"{opt.get('thread_workers_by_total')}."]

@@ -22,7 +22,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from technic_v4.scoring import INDICATOR_COLUMNS, LONG_SIGNALS, RESULT_COLUMNS, SCORE_COLUMNS, SHORT_SIGNALS, SIGNALS
+from technic_v4.scoring import LONG_SIGNALS, RESULT_COLUMNS, SCORE_COLUMNS, SHORT_SIGNALS, SIGNALS
 from technic_v4.scoring import SUBSCORE_BOUND, TECH_RATING_BOUND
 from technic_v4.store.panel import FIELDS, Panel
 

@@ -4,7 +4,6 @@ counts, publishing and artifacts. One temporary Prefect server for the session (
 import datetime as dt
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
