@@ -77,6 +77,12 @@ def plot_time_vs_symbols(scan: dict, path: Path) -> Path | None:
     ax.set_ylabel("scan wall time, s")
     src = scan.get("market", {}).get("source", "?")
     ax.set_title(f"technic_v4 scan time vs universe size ({src}, SIMULATED market)")
+    return _save_plot(fig, ax, path)
+
+
+def _save_plot(fig, ax, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
     ax.legend()
@@ -108,13 +114,7 @@ def plot_time_vs_workers(scan: dict, path: Path) -> Path | None:
     ax.set_ylabel("seconds")
     n = scan.get("plan", {}).get("sweep_symbols")
     ax.set_title(f"warm scan of {n:,} symbols vs workers ({os.cpu_count()} CPUs)")
-    ax.grid(alpha=0.3)
-    ax.set_ylim(bottom=0)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_plot(fig, ax, path)
 
 
 # ---- README block ---------------------------------------------------------------------------------------------------
