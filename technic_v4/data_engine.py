@@ -12,16 +12,14 @@ retries, errors and the request counter are the same on every path.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import pandas as pd
 
+from technic_v4.aio import run_sync
 from technic_v4.calendar import is_trading_day, last_completed_session, trading_days
 from technic_v4.config import Settings, load_settings
 from technic_v4.data.models import DAY_COLUMNS
@@ -30,7 +28,6 @@ from technic_v4.data.polygon.client import PolygonClient, SyncPolygonClient, set
 from technic_v4.data.polygon.concurrency import bounded_map
 from technic_v4.errors import AuthError, DataSourceError
 
-T = TypeVar("T")
 DEFAULT_LOOKBACK = dt.timedelta(days=365)
 
 
@@ -186,18 +183,6 @@ def batch_fetch_sync(
         if own:
             client.close()
     return result
-
-
-def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine from synchronous code. Inside a running event loop (Jupyter, an async Prefect task) asyncio.run
-    is not allowed, so the coroutine runs in a fresh loop on a worker thread and we wait for it. The caller's loop is
-    blocked meanwhile (this is a sync function), so the server must not be served by that same loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make_coro())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="technic-fetch") as pool:
-        return pool.submit(lambda: asyncio.run(make_coro())).result()
 
 
 def get_prices_async_wrapper(symbols: Iterable[str], api_key: str | None = None, start=None, end=None, **kwargs) -> BatchResult:

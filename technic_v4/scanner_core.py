@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import datetime as dt
 import re
 from pathlib import Path
@@ -91,15 +89,7 @@ def run_scan(config: ScanConfig | None = None, **overrides) -> tuple[pd.DataFram
 
 def run_scan_output(config: ScanConfig):
     from flows.scan import scan_flow_for
+    from technic_v4.aio import run_sync
 
     flow = scan_flow_for(config)
-
-    def _run():
-        return asyncio.run(flow(config=config))
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _run()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_run).result()
+    return run_sync(lambda: flow(config=config))
