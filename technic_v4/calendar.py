@@ -7,7 +7,6 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
-import numpy as np
 import pandas as pd
 
 NY = ZoneInfo("America/New_York")
@@ -58,6 +57,3 @@ def last_completed_session(now: dt.datetime | None = None) -> dt.date:
         day = cal.previous_session(day)
     return day.date()
 
-
-def day_index(days: list[dt.date]) -> np.ndarray:
-    return np.array(days, dtype="datetime64[D]")

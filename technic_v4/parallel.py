@@ -81,10 +81,6 @@ class SharedDataStore:
 
             self._ray = ray if ray.is_initialized() else None
 
-    @property
-    def uses_ray(self) -> bool:
-        return self._ray is not None
-
     def put(self, obj):
         return self._ray.put(obj) if self._ray is not None else obj
 

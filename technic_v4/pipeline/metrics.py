@@ -33,12 +33,6 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def current_rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
 @dataclass
 class StageTimer:
     """Wall-clock seconds per named stage, in the order the stages ran."""
