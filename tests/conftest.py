@@ -51,3 +51,19 @@ def sim_env(tmp_path, monkeypatch):
                  "TECHNIC_TASK_RUNNER": "thread"}.items():
         monkeypatch.setenv(k, v)
     return d
+
+
+@pytest.fixture
+def use_loopback_polygon(tmp_path, monkeypatch):
+    """Point scans at a loopback Polygon server: polygon source, its URL and key, a fresh data dir, thread runner.
+    Call it with the server, the key and any extra TECHNIC_* overrides; returns the data dir."""
+
+    def configure(server, key: str, data_dir=None, **extra: str):
+        d = data_dir or tmp_path / "technic_data"
+        env = {"TECHNIC_DATA_DIR": str(d), "TECHNIC_DATA_SOURCE": "polygon", "POLYGON_BASE_URL": server.url,
+               "POLYGON_API_KEY": key, "TECHNIC_TASK_RUNNER": "thread", **extra}
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        return d
+
+    return configure

@@ -75,13 +75,8 @@ def server(market):
 
 
 @pytest.fixture
-def poly_env(prefect_api, server, tmp_path, monkeypatch):
-    d = tmp_path / "technic_data"
-    for k, v in {"TECHNIC_DATA_DIR": str(d), "TECHNIC_DATA_SOURCE": "polygon", "POLYGON_BASE_URL": server.url,
-                 "POLYGON_API_KEY": KEY, "TECHNIC_TASK_RUNNER": "thread", "TECHNIC_MAX_RETRIES": "3",
-                 "TECHNIC_REQUEST_TIMEOUT": "2"}.items():
-        monkeypatch.setenv(k, v)
-    return d
+def poly_env(prefect_api, server, use_loopback_polygon):
+    return use_loopback_polygon(server, KEY, TECHNIC_MAX_RETRIES="3", TECHNIC_REQUEST_TIMEOUT="2")
 
 
 def leaks(text: str, where: str) -> list[str]:

@@ -19,22 +19,18 @@ def server():
         yield srv
 
 
-def scan(tmp_path, monkeypatch, async_io: str):
-    env = {"TECHNIC_DATA_DIR": str(tmp_path / async_io), "TECHNIC_DATA_SOURCE": "polygon", "POLYGON_API_KEY": KEY,
-           "TECHNIC_TASK_RUNNER": "thread", "TECHNIC_ASYNC_IO": async_io}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
+def scan(configure, server, tmp_path, async_io: str):
+    configure(server, KEY, data_dir=tmp_path / async_io, TECHNIC_ASYNC_IO=async_io)
     return run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=40, min_avg_volume=0, min_market_cap=0))
 
 
-def test_sync_io_rollback_matches_async(prefect_api, server, tmp_path, monkeypatch):
-    monkeypatch.setenv("POLYGON_BASE_URL", server.url)
+def test_sync_io_rollback_matches_async(prefect_api, server, tmp_path, use_loopback_polygon):
     server.faults.latency_ms = 20  # long enough for concurrent requests to overlap at the server
     server.requests.reset()
-    sync = scan(tmp_path, monkeypatch, "0")
+    sync = scan(use_loopback_polygon, server, tmp_path, "0")
     sync_requests, sync_peak = server.requests.count("grouped_daily"), server.requests.peak_in_flight
     server.requests.reset()
-    fast = scan(tmp_path, monkeypatch, "1")
+    fast = scan(use_loopback_polygon, server, tmp_path, "1")
     assert sync_requests == server.requests.count("grouped_daily") == 40
     assert sync.summary["metrics"]["api_calls_by_endpoint"] == fast.summary["metrics"]["api_calls_by_endpoint"]
     assert sync_peak == 1 and server.requests.peak_in_flight > 1  # sequential vs concurrent, measured at the server
