@@ -5,21 +5,19 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTEST := $(VPY) -m pytest -c tests/pytest.ini --rootdir=.
+PYTEST := $(VPY) -m pytest
 # the machine's pip config lists local mirror folders that may not exist; hide that noise only
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
 .PHONY: venv scan test test-slow test-all bench server clean-data
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing requirements into $(VENV) (first run takes about a minute)"
 	@$(VPY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | $(PIPQUIET)
-	@# make the repo importable from anywhere in the venv (Ray workers, Prefect workers) and add the `technic` command
-	@echo "$(CURDIR)" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/technic_v4_repo.pth"
-	@printf '#!/bin/sh\nexec "%s" -m technic_v4.cli "$$@"\n' "$(abspath $(VPY))" > $(VENV)/bin/technic
-	@chmod +x $(VENV)/bin/technic
+	@# the project itself, editable: importable by Ray and Prefect workers from any directory, `technic` on PATH
+	@$(VPY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | $(PIPQUIET)
 	@touch $(STAMP)
 
 ## make scan: a full-universe scan on the embedded default source (simulated market unless POLYGON_API_KEY is set)

@@ -23,7 +23,7 @@ import time
 from benchmarks.common import machine_info, rnd
 from technic_v4.calendar import last_completed_session, previous_trading_days
 from technic_v4.data.simulated import SimulatedMarket
-from technic_v4.data_engine import batch_fetch_async, batch_fetch_sync, fetch_grouped_days_async
+from technic_v4.data.polygon.batch import batch_fetch_async, batch_fetch_sync, fetch_grouped_days_async
 from technic_v4.testing.polygon_server import PolygonServer
 
 KEY = "bench-key"

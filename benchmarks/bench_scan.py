@@ -57,7 +57,7 @@ API_KEY = "bench-key"
 
 def _scan(label: str, **config) -> dict:
     """Run one scan through run_scan_output (the flow, against PREFECT_API_URL) and collect what it measured."""
-    from technic_v4.scanner_core import ScanConfig, run_scan_output
+    from technic_v4.api import ScanConfig, run_scan_output
 
     cfg = ScanConfig(**config)
     with RssSampler() as rss:

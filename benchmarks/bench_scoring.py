@@ -17,9 +17,9 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
-from technic_v4.regime import SIDEWAYS, Regime
-from technic_v4.scoring import score_panel
-from technic_v4.store.panel import FIELDS, Panel
+from technic_v4.domain.regime import SIDEWAYS, Regime
+from technic_v4.domain.scoring.score import score_panel
+from technic_v4.domain.panel import FIELDS, Panel
 
 BARS = 300
 TARGET_S, SCALE_TARGET = 0.3, 12.0

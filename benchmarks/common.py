@@ -383,7 +383,7 @@ def stop_local_ray() -> None:
 def polygon_available() -> tuple[bool, str]:
     """Whether the loopback server and PolygonSource can be imported (other modules are still being written)."""
     try:
-        import technic_v4.data.polygon_source  # noqa: F401
+        import technic_v4.data.polygon.source  # noqa: F401
         import technic_v4.testing.polygon_server  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available yet"
         return False, f"{type(exc).__name__}: {exc}"

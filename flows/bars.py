@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 
 from flows.tasks import fetch_live_day, fetch_month
 from technic_v4 import progress as progress_hooks
-from technic_v4.pipeline.fetching import split_by_month
+from technic_v4.pipeline.fetch import split_by_month
 from technic_v4.pipeline.runtime import ScanRuntime
 
 

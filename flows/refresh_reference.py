@@ -9,7 +9,7 @@ from flows.tasks import IO_RETRIES
 from technic_v4.calendar import last_completed_session
 from technic_v4.pipeline import universe
 from technic_v4.pipeline.runtime import ScanRuntime, open_runtime
-from technic_v4.scanner_core import ScanConfig
+from technic_v4.pipeline.scan_config import ScanConfig
 
 
 @task(name="fetch-reference", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -18,16 +18,18 @@ from flows.tasks import load_reference, refresh_splits, score_chunk
 from technic_v4.calendar import NY, is_trading_day, previous_trading_days
 from technic_v4.config import load_settings
 from technic_v4.errors import ConfigError
-from technic_v4.parallel import SharedDataStore, chunk_columns, is_ray_runner, make_task_runner
+from flows.runners import SharedDataStore, chunk_columns, is_ray_runner, make_task_runner
 from technic_v4.pipeline import prescreen as ps
 from technic_v4.pipeline.changes import bar_fingerprints, split_reusable
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb, reset_peak_rss
 from technic_v4.pipeline.publish import publish, read_previous, signal_changes
 from technic_v4.pipeline.report import format_message, render_markdown, signal_counts
 from technic_v4.pipeline.runtime import ScanRuntime, open_runtime
-from technic_v4.regime import compute_regime
-from technic_v4.scanner_core import ScanConfig
-from technic_v4.schemas import quarantine_panel, validate_results_report
+from technic_v4.domain.panel_load import load_panel
+from technic_v4.domain.regime import compute_regime
+from technic_v4.pipeline.scan_config import ScanConfig
+from technic_v4.domain.bar_quality import quarantine_panel
+from technic_v4.domain.scoring.results_schema import validate_results_report
 
 
 @dataclass
@@ -100,7 +102,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
 
     with timer.stage("load_panel"):
         duplicates: list[dict] = []
-        panel = runtime.store.load_panel(bars.days, splits=splits, duplicates=duplicates)
+        panel = load_panel(runtime.store, bars.days, splits=splits, duplicates=duplicates)
     with timer.stage("regime"):
         regime = compute_regime(panel)
     with timer.stage("prescreen"):
@@ -206,6 +208,6 @@ def scan_flow_for(config: ScanConfig):
 
 
 if __name__ == "__main__":
-    from technic_v4.scanner_core import run_scan
+    from technic_v4.api import run_scan
 
     print(run_scan()[1])

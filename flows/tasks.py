@@ -11,10 +11,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 
 from technic_v4.errors import AuthError, ConfigError
-from technic_v4.pipeline import fetching, universe
+from technic_v4.pipeline import fetch as fetching, universe
 from technic_v4.pipeline.metrics import peak_rss_mb
 from technic_v4.pipeline.runtime import ScanRuntime
-from technic_v4.store.panel import Panel
+from technic_v4.domain.panel import Panel
 
 
 def retry_unless_auth(_task, _task_run, state) -> bool:
@@ -76,7 +76,7 @@ def score_chunk(panel: Panel, columns: np.ndarray, reference: pd.DataFrame, regi
     """Score a column chunk of the shared panel; runs on a Ray worker or a thread. Reports its own peak RSS."""
     import os
 
-    from technic_v4.scoring import score_panel
+    from technic_v4.domain.scoring.score import score_panel
 
     frame = score_panel(panel.take_columns(columns), reference, regime)
     return frame, {"pid": os.getpid(), "peak_rss_mb": round(peak_rss_mb(), 1), "symbols": int(len(columns))}

@@ -55,7 +55,7 @@ def scan(
     top: int = typer.Option(25, help="Rows to print"),
 ) -> None:
     """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
-    from technic_v4.scanner_core import ScanConfig, run_scan
+    from technic_v4.api import ScanConfig, run_scan
 
     try:
         config = ScanConfig.build(
@@ -109,10 +109,11 @@ def top_cmd(n: int = typer.Option(25, help="Rows"), signal: Optional[str] = type
 
 @app.command()
 def bench(quick: bool = typer.Option(False, help="Smaller sizes, for a smoke run")) -> None:
-    """Run the side-by-side benchmarks and regenerate docs/performance.md."""
-    from benchmarks.run import main
+    """Run the side-by-side benchmarks and regenerate docs/performance.md (the benchmarks/ package of this checkout)."""
+    import subprocess
 
-    main(quick=quick)
+    # A separate process: the library never imports the benchmarks that measure it.
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "benchmarks.run", *(["--quick"] if quick else [])]))
 
 
 @app.command()

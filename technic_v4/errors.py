@@ -36,11 +36,3 @@ class RetryExhausted(APIError):
 
 class StoreLockTimeout(TechnicError, TimeoutError):
     """Another scan holds the bar-store lock for longer than the configured timeout."""
-
-
-class ValidationFailed(TechnicError):
-    """A pandera schema rejected data; `.failures` holds the failing rows and checks."""
-
-    def __init__(self, message: str, failures=None):
-        super().__init__(message)
-        self.failures = failures

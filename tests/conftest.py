@@ -23,7 +23,7 @@ def prefect_api():
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
-        from technic_v4.parallel import current_api_url
+        from flows.runners import current_api_url
 
         yield current_api_url()
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from technic_v4.errors import StoreLockTimeout
+from technic_v4.domain.panel_load import load_panel
 from technic_v4.store.bar_store import BarStore
 
 D1, D2, D3 = dt.date(2025, 3, 3), dt.date(2025, 3, 4), dt.date(2025, 3, 5)
@@ -41,11 +42,11 @@ def test_load_panel_scatters_days_and_symbols(tmp_path):
     store = BarStore(tmp_path)
     store.write_day(D1, day_frame(["AAA", "BBB"], [10, 20]), source="t")
     store.write_day(D2, day_frame(["BBB", "CCC"], [21, 30]), source="t")
-    p = store.load_panel([D1, D2, D3])  # D3 not stored: skipped
+    p = load_panel(store, [D1, D2, D3])  # D3 not stored: skipped
     assert p.symbols.tolist() == ["AAA", "BBB", "CCC"]
     assert p.dates.tolist() == [D1, D2]
     np.testing.assert_array_equal(p.close, [[10, 20, np.nan], [np.nan, 21, 30]])
-    sub = store.load_panel([D1, D2], symbols=["CCC", "AAA", "ZZZ"])
+    sub = load_panel(store, [D1, D2], symbols=["CCC", "AAA", "ZZZ"])
     np.testing.assert_array_equal(sub.close, [[np.nan, 10, np.nan], [30, np.nan, np.nan]])
 
 
@@ -56,11 +57,11 @@ def test_split_adjusts_history_before_execution_only(tmp_path):
     store.write_day(D3, day_frame(["AAA", "BBB"], [52, 52], volume=2000), source="t")  # AAA split 2-for-1 on D3
     splits = pd.DataFrame({"symbol": ["AAA", "BBB"], "execution_date": pd.to_datetime([D3, dt.date(2025, 3, 10)]),
                            "split_from": [1.0, 1.0], "split_to": [2.0, 4.0]})
-    p = store.load_panel([D1, D2, D3], splits=splits)
+    p = load_panel(store, [D1, D2, D3], splits=splits)
     np.testing.assert_allclose(p.close[:, 0], [50, 51, 52])
     np.testing.assert_allclose(p.volume[:, 0], [2000, 2000, 2000])
     np.testing.assert_allclose(p.close[:, 1], [50, 51, 52])  # BBB's split is after the panel: not applied
-    raw = store.load_panel([D1, D2, D3])
+    raw = load_panel(store, [D1, D2, D3])
     np.testing.assert_allclose(raw.close[:, 0], [100, 102, 52])
 
 

@@ -1,4 +1,4 @@
-"""Seed API of technic_v4.data_engine against the loopback server: per-symbol (async, sync, wrapped) and per-day paths."""
+"""Seed API (technic_v4.data_engine, code in technic_v4.data.polygon.batch) against the loopback server: per-symbol (async, sync, wrapped) and per-day paths."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import threading
 import pandas as pd
 import pytest
 
-from technic_v4 import data_engine
+from technic_v4.data.polygon import batch as data_engine
 from technic_v4.config import load_settings
 from technic_v4.data.polygon import PolygonClient
-from technic_v4.data_engine import (
+from technic_v4.data.polygon.batch import (
     batch_fetch_async,
     batch_fetch_sync,
     fetch_grouped_days,
@@ -155,3 +155,12 @@ def test_bench_fetch_quick_run_is_consistent():
     assert a["sync"]["requests"] == a["async"]["requests"] == a["symbols"]
     assert b["grouped"]["requests"] == b["trading_days"] and b["per_symbol"]["requests"] == b["symbols"]
     assert "1-year backfill" in bench_fetch.markdown(result)
+
+
+def test_seed_module_names_stay_importable():
+    """The seed's names re-export the moved code: `technic_v4.data_engine` and `technic_v4.scanner_core`."""
+    from technic_v4 import api, scanner_core
+    from technic_v4 import data_engine as seed
+
+    assert seed.get_prices is get_prices and seed.fetch_grouped_days is fetch_grouped_days
+    assert scanner_core.run_scan is api.run_scan and scanner_core.ScanConfig is api.ScanConfig

@@ -12,9 +12,9 @@ import pytest
 from technic_v4.config import load_settings
 from technic_v4.data.factory import make_source
 from technic_v4.data.flatfiles import FLAT_COLUMNS, FlatFileSource, window_start_ns, write_flat_file
-from technic_v4.data.models import DAY_COLUMNS
+from technic_v4.data.columns import DAY_COLUMNS
 from technic_v4.data.polygon import PolygonClient
-from technic_v4.data.polygon_source import PolygonSource
+from technic_v4.data.polygon.source import PolygonSource
 from technic_v4.errors import DataSourceError
 from technic_v4.testing.fake_market import TinyMarket
 from technic_v4.testing.polygon_server import PolygonServer

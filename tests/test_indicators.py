@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import talib
 
-from technic_v4.indicators import (
+from technic_v4.domain.indicators import (
     ATR, CATALOGUE, EMA, MACD, RSI, SMA, AverageVolume, Bars, PctFromHigh, RealizedVolatility, Returns,
     compute_latest, required_history,
 )
-from technic_v4.store.panel import Panel
+from technic_v4.domain.panel import Panel
 
 T = 300
 

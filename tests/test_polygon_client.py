@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from technic_v4.config import load_settings
-from technic_v4.data.models import DAY_COLUMNS, REFERENCE_COLUMNS
+from technic_v4.data.columns import DAY_COLUMNS, REFERENCE_COLUMNS
 from technic_v4.data.polygon import NotFound, PolygonClient, SyncPolygonClient
 from technic_v4.data.polygon.policy import Request, next_page
-from technic_v4.data.polygon_source import PolygonSource
+from technic_v4.data.polygon.source import PolygonSource
 from technic_v4.errors import AuthError, RetryExhausted
 from technic_v4.testing.fake_market import TinyMarket
 from technic_v4.testing.polygon_server import MSG_403, PolygonServer

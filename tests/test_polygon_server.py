@@ -221,7 +221,7 @@ def test_cli_serves_a_simulated_market():
 
 
 async def test_polygon_source_reference_over_the_simulated_market(sim_market):
-    from technic_v4.data.polygon_source import PolygonSource
+    from technic_v4.data.polygon.source import PolygonSource
 
     async with PolygonServer(sim_market, api_key=KEY, today=sim_market.end) as server:
         async with PolygonSource(PolygonClient(KEY, server.url)) as source:

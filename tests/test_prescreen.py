@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from technic_v4.pipeline.prescreen import REASONS, PrescreenRules, avg_volume, last_valid, most_liquid, prescreen
-from technic_v4.store.panel import Panel
+from technic_v4.domain.panel import Panel
 
 
 def make_panel(closes: dict[str, float], volumes: dict[str, float], T: int = 30, holes: dict | None = None) -> Panel:

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from technic_v4.regime import (
+from technic_v4.domain.regime import (
     SIDEWAYS, TRENDING_DOWN, TRENDING_UP, UNKNOWN, Regime, classify_trend, compute_regime, ratio_trend,
 )
-from technic_v4.store.panel import Panel
+from technic_v4.domain.panel import Panel
 
 T = 300
 
@@ -55,7 +55,7 @@ def test_volatility_burst_adds_high_vol_to_the_label():
 
 
 def test_high_vol_threshold_is_1_25x():
-    from technic_v4.regime import is_high_vol
+    from technic_v4.domain.regime import is_high_vol
 
     assert not is_high_vol(1.25, 1.0) and is_high_vol(1.25 + 1e-9, 1.0) and not is_high_vol(np.nan, 1.0)
 

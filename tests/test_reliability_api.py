@@ -16,7 +16,7 @@ import pytest
 from technic_v4.calendar import previous_trading_days
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.errors import AuthError, DataSourceError
-from technic_v4.scanner_core import ScanConfig, run_scan_output
+from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.store.bar_store import BarStore
 from technic_v4.testing.polygon_server import PolygonServer
 
@@ -46,7 +46,7 @@ def poly_env(prefect_api, server, use_loopback_polygon):
 
 
 def scan(**kw):
-    return run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=LOOKBACK, **kw))
+    return run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=LOOKBACK, allow_short_history=True, **kw))
 
 
 def stored(data_dir) -> list[dt.date]:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from technic_v4.errors import StoreLockTimeout
-from technic_v4.scanner_core import ScanConfig, run_scan_output
+from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.store.bar_store import BarStore
 from tests.helpers import HELPERS, child_env, finish, start_scan
 
@@ -28,7 +28,7 @@ def hold_lock(data_dir, seconds: float) -> subprocess.Popen:
 
 
 def test_two_processes_scan_one_data_dir_at_once(prefect_api, sim_env, tmp_path):
-    config = {"as_of": AS_OF, "lookback_days": LOOKBACK, "reuse_scores": False}
+    config = {"as_of": AS_OF, "lookback_days": LOOKBACK, "allow_short_history": True, "reuse_scores": False}
     # 0.1 s per day: each backfill lasts ~6 s, so the two processes really fetch and write the same days at once
     procs = [start_scan(config, tmp_path / f"out{i}.parquet", RELIABILITY_SLOW_DAY_S="0.1") for i in range(2)]
     try:
@@ -112,13 +112,13 @@ def test_lock_is_reentrant_within_one_scan(tmp_path):
 def test_scan_fails_clearly_when_another_process_holds_the_lock(prefect_api, sim_env, monkeypatch):
     """Flow level: with the lock held elsewhere, the scan ends with StoreLockTimeout (after its task retries) — it
     never hangs. Slow: refresh-splits retries 3 times with 2/5/15 s delays."""
-    run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=30))  # reference cached: only splits/state lock
+    run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=30, allow_short_history=True))  # reference cached: only splits/state lock
     monkeypatch.setenv("TECHNIC_LOCK_TIMEOUT", "0.5")
     holder = hold_lock(sim_env, 120)
     try:
         t0 = time.monotonic()
         with pytest.raises(StoreLockTimeout, match="locked by another scan"):
-            run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=30))
+            run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=30, allow_short_history=True))
         assert time.monotonic() - t0 < 60
     finally:
         holder.kill()

@@ -20,7 +20,7 @@ import pyarrow.parquet
 import pytest
 
 from technic_v4.calendar import previous_trading_days
-from technic_v4.scanner_core import ScanConfig, run_scan_output
+from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.store.atomic import TMP_PREFIX
 from technic_v4.store.bar_store import BarStore
 from tests.helpers import start_scan
@@ -56,12 +56,12 @@ def read_log(monkeypatch):
 
 def test_killed_backfill_loses_nothing_and_next_scan_reuses_every_stored_day(prefect_api, sim_env, read_log):
     # 1. a complete small scan publishes results/latest.* (the files a killed run must not damage)
-    first = run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=SMALL))
+    first = run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=SMALL, allow_short_history=True))
     latest_before = pd.read_parquet(sim_env / "results" / "latest.parquet")
     assert len(first.results) > 0
 
     # 2. a large cold backfill in a subprocess, SIGKILLed once a good part of it is stored
-    proc = start_scan({"as_of": AS_OF, "lookback_days": LARGE}, sim_env.parent / "killed.parquet",
+    proc = start_scan({"as_of": AS_OF, "lookback_days": LARGE, "allow_short_history": True}, sim_env.parent / "killed.parquet",
                       RELIABILITY_SLOW_DAY_S="0.02")
     try:
         deadline = time.monotonic() + 120
@@ -110,7 +110,7 @@ def test_killed_backfill_loses_nothing_and_next_scan_reuses_every_stored_day(pre
 
     # 4. the next scan fetches exactly the missing days, never reads a temp file, and completes
     read_log.clear()
-    again = run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=LARGE))
+    again = run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=LARGE, allow_short_history=True))
     m = again.summary["metrics"]
     assert m["api_calls_by_endpoint"].get("grouped_daily", 0) == LARGE - len(at_kill)
     assert again.summary["missing_days"] == {}

@@ -18,10 +18,10 @@ import pytest
 
 from technic_v4.calendar import previous_trading_days
 from technic_v4.data.flatfiles import FlatFileSource, window_start_ns, write_flat_file
-from technic_v4.data.models import INDEX_ETFS
+from technic_v4.data.columns import INDEX_ETFS
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.errors import ConfigError, DataSourceError
-from technic_v4.scanner_core import ScanConfig, run_scan, run_scan_output
+from technic_v4.api import ScanConfig, run_scan, run_scan_output
 from technic_v4.store.bar_store import BarStore
 from technic_v4.testing.polygon_server import PolygonServer
 from tests.helpers import ROOT, child_env
@@ -32,7 +32,8 @@ OPEN_DOOR = {"min_market_cap": 0, "min_avg_volume": 0, "min_price": 0}
 
 
 def scan(**kw):
-    return run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=kw.pop("lookback_days", LOOKBACK), **kw))
+    return run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=kw.pop("lookback_days", LOOKBACK),
+                                               allow_short_history=True, **kw))
 
 
 # ---- environment and ScanConfig values -------------------------------------------------------------------------
@@ -67,7 +68,8 @@ def test_bad_env_at_import_of_the_flow_module_names_the_variable():
 
 @pytest.mark.parametrize("values, field", [
     ({"max_symbols": 0}, "max_symbols"), ({"max_symbols": -1}, "max_symbols"), ({"max_symbols": "lots"}, "max_symbols"),
-    ({"lookback_days": 29}, "lookback_days"), ({"data_source": "yahoo"}, "data_source"),
+    ({"lookback_days": 29}, "lookback_days"), ({"lookback_days": 251}, "allow_short_history"),
+    ({"data_source": "yahoo"}, "data_source"),
     ({"on_missing_day": "ignore"}, "on_missing_day"), ({"min_price": -1}, "min_price"),
     ({"watchlist": "AAPL, $$$"}, "watchlist"), ({"task_runner": "dask"}, "task_runner"),
 ])

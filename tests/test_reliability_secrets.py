@@ -20,10 +20,10 @@ import pytest
 
 from technic_v4.config import load_settings
 from technic_v4.data.polygon import reference as polygon_reference
-from technic_v4.data.polygon_source import PolygonSource
+from technic_v4.data.polygon.source import PolygonSource
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.errors import TechnicError
-from technic_v4.scanner_core import ScanConfig, run_scan_output
+from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.testing.polygon_server import PolygonServer
 
 AS_OF = dt.date(2026, 10, 12)
@@ -125,7 +125,7 @@ def test_key_never_leaks_from_a_polygon_scan(poly_env, server, all_logs, capfd, 
     server.fail("grouped_daily", 429, times=3, retry_after=0.1)
     server.fail("ticker_details", "truncate", times=2)
     server.fail(PolygonServer.grouped_path(AS_OF - dt.timedelta(days=3)), 500)  # Friday 2026-10-09: always 500
-    out = run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=30))
+    out = run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=30, allow_short_history=True))
     assert out.summary["missing_days"] and len(out.results) > 20
     assert server.requests.count(status=429) == 3 and server.requests.count(status=500) >= 4
 
@@ -133,7 +133,7 @@ def test_key_never_leaks_from_a_polygon_scan(poly_env, server, all_logs, capfd, 
     server.not_authorized.add("grouped_daily")
     monkeypatch.setenv("TECHNIC_DATA_DIR", str(poly_env.parent / "technic_data_2"))
     with pytest.raises(Exception) as failed:
-        run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=30))
+        run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=30, allow_short_history=True))
     exc_text = "".join(traceback.format_exception(failed.value)) + repr(failed.value)
 
     found = leaks(exc_text, "exception of the failing scan")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from technic_v4.data.simulated import SimulatedMarket
-from technic_v4.scanner_core import ScanConfig, run_scan_output
+from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.testing.polygon_server import PolygonServer
 
 AS_OF = dt.date(2026, 10, 12)
@@ -21,7 +21,7 @@ def server():
 
 def scan(configure, server, tmp_path, async_io: str):
     configure(server, KEY, data_dir=tmp_path / async_io, TECHNIC_ASYNC_IO=async_io)
-    return run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=40, min_avg_volume=0, min_market_cap=0))
+    return run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=40, allow_short_history=True, min_avg_volume=0, min_market_cap=0))
 
 
 def test_sync_io_rollback_matches_async(prefect_api, server, tmp_path, use_loopback_polygon):

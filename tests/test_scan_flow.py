@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from technic_v4.errors import ConfigError
-from technic_v4.scanner_core import ScanConfig, run_scan, run_scan_output
+from technic_v4.api import ScanConfig, run_scan, run_scan_output
 
 DAY1, DAY2 = dt.date(2026, 10, 12), dt.date(2026, 10, 13)  # PMBB splits 1-for-3 on DAY2 in the seed-7 market
 LOOKBACK = 260

@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 from pandera.errors import SchemaErrors
 
-from technic_v4.regime import SIDEWAYS, Regime
-from technic_v4.schemas import (
-    BarSchema, ResultSchema, bars_frame, quarantine_panel, suspect_bars, validate_results_report,
-)
-from technic_v4.scoring import score_panel
-from technic_v4.store.panel import FIELDS, Panel
+from technic_v4.domain.regime import SIDEWAYS, Regime
+from technic_v4.domain.bar_quality import BarSchema, bars_frame, quarantine_panel, suspect_bars
+from technic_v4.domain.scoring.results_schema import ResultSchema, validate_results_report
+from technic_v4.domain.scoring.score import score_panel
+from technic_v4.domain.panel import FIELDS, Panel
 
 T, N = 40, 6
 

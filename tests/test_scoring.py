@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from technic_v4 import scoring as sc
-from technic_v4.regime import SIDEWAYS, TRENDING_DOWN, TRENDING_UP, UNKNOWN, Regime
-from technic_v4.store.panel import Panel
+from technic_v4.domain.scoring import score as sc
+from technic_v4.domain.regime import SIDEWAYS, TRENDING_DOWN, TRENDING_UP, UNKNOWN, Regime
+from technic_v4.domain.panel import Panel
 
 EPS = 1e-9
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from technic_v4.data.models import DAY_COLUMNS, INDEX_ETFS, REFERENCE_COLUMNS
+from technic_v4.data.columns import DAY_COLUMNS, INDEX_ETFS, REFERENCE_COLUMNS
 from technic_v4.data.simulated import SimulatedMarket, SimulatedSource
 
 END = dt.date(2025, 6, 30)

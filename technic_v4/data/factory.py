@@ -26,7 +26,7 @@ def make_source(settings: Settings, override: str | None = None) -> MarketDataSo
 
         return SimulatedSource(seed=settings.sim_seed, n_symbols=settings.sim_symbols)
     if name == "polygon":
-        from technic_v4.data.polygon_source import PolygonSource
+        from technic_v4.data.polygon.source import PolygonSource
 
         settings.api_key()  # raises a clear ConfigError when the key is missing
         return PolygonSource.from_settings(settings)
@@ -39,7 +39,7 @@ def make_source(settings: Settings, override: str | None = None) -> MarketDataSo
         # key is set. Without one, FlatFileSource raises a clear error when the scan asks for reference data.
         reference = None
         if settings.polygon_api_key is not None:
-            from technic_v4.data.polygon_source import PolygonSource
+            from technic_v4.data.polygon.source import PolygonSource
 
             reference = PolygonSource.from_settings(settings)
         return FlatFileSource(settings.flatfiles_dir, reference_source=reference)

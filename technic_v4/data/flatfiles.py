@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.calendar import NY, is_trading_day
-from technic_v4.data.models import DAY_COLUMNS, conform, empty_frame
+from technic_v4.data.columns import DAY_COLUMNS, conform, empty_frame
 from technic_v4.data.source import MarketDataSource
 from technic_v4.errors import DataSourceError
 

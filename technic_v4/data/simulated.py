@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.calendar import NY, is_trading_day, last_completed_session, session_close, trading_days
-from technic_v4.data.models import DAY_COLUMNS, RANGE_COLUMNS, REFERENCE_COLUMNS, SPLIT_COLUMNS, conform, empty_frame
+from technic_v4.data.columns import DAY_COLUMNS, RANGE_COLUMNS, REFERENCE_COLUMNS, SPLIT_COLUMNS, conform, empty_frame
 from technic_v4.data.source import MarketDataSource
 from technic_v4.data.simulated_universe import BOND_VOL, MARKET_VOL, SECTOR_NAMES, SECTOR_VOL, build_universe
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from technic_v4.data.models import INDEX_ETFS
+from technic_v4.data.columns import INDEX_ETFS
 
 # sector, share of listings, mean market beta, idiosyncratic-vol multiplier, rate sensitivity,
 # industries: (industry, SIC code, SEC SIC description, name nouns)

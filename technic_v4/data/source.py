@@ -58,7 +58,7 @@ class RequestCounter:
 
 
 class MarketDataSource(abc.ABC):
-    """Async market data. All frames follow technic_v4.data.models (DAY/RANGE/REFERENCE/SPLIT columns).
+    """Async market data. All frames follow technic_v4.data.columns (DAY/RANGE/REFERENCE/SPLIT columns).
 
     Prices are raw (unadjusted); the bar store applies split factors. A market holiday or weekend gives an
     empty day frame, not an error. Failures raise technic_v4.errors exceptions; nothing returns empty to hide one.

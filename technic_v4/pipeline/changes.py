@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.pipeline.prescreen import last_valid
-from technic_v4.store.panel import FIELDS, Panel
+from technic_v4.domain.panel import FIELDS, Panel
 
 SCORING_VERSION = "1"  # bump when indicator/score definitions change, so old rows are never reused
 

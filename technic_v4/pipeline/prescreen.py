@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from technic_v4.data.models import INDEX_ETFS
-from technic_v4.store.panel import Panel
+from technic_v4.data.columns import INDEX_ETFS
+from technic_v4.domain.panel import Panel
 
 REASONS = (
     "not_in_reference",

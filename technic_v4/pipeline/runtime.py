@@ -16,7 +16,7 @@ from technic_v4.store.bar_store import BarStore
 @dataclass
 class ScanRuntime:
     settings: Settings
-    config: object  # technic_v4.scanner_core.ScanConfig (kept loose to avoid an import cycle)
+    config: object  # technic_v4.api.ScanConfig (kept loose to avoid an import cycle)
     store: BarStore
     source: MarketDataSource
     source_id: str

@@ -7,7 +7,7 @@ import logging
 
 import pandas as pd
 
-from technic_v4.data.models import SPLIT_COLUMNS, conform, empty_frame
+from technic_v4.data.columns import SPLIT_COLUMNS, conform, empty_frame
 from technic_v4.data.source import MarketDataSource
 from technic_v4.store.bar_store import BarStore
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.calendar import trading_days
-from technic_v4.data.models import DAY_COLUMNS, RANGE_COLUMNS, REFERENCE_COLUMNS, SPLIT_COLUMNS, conform, empty_frame
+from technic_v4.data.columns import DAY_COLUMNS, RANGE_COLUMNS, REFERENCE_COLUMNS, SPLIT_COLUMNS, conform, empty_frame
 from technic_v4.data.polygon.sectors import industry_for, sector_for_sic
 
 # symbol, name, type, primary exchange, SIC code, SIC description, shares outstanding

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 def main() -> None:
     import psutil
 
-    from technic_v4.scanner_core import ScanConfig, run_scan_output
+    from technic_v4.api import ScanConfig, run_scan_output
 
     n, config = int(sys.argv[1]), ScanConfig.build(**json.loads(sys.argv[2]))
     proc = psutil.Process()

@@ -31,7 +31,7 @@ def main() -> None:
 
         SimulatedSource.grouped_daily = slow_grouped_daily
 
-    from technic_v4.scanner_core import ScanConfig, run_scan_output
+    from technic_v4.api import ScanConfig, run_scan_output
 
     config = ScanConfig.build(**json.loads(sys.argv[1]))
     out = run_scan_output(config)

@@ -3,7 +3,7 @@ small per-resource modules (aggs, snapshot, reference) that build requests and p
 composing them. See client.py for the verbs."""
 
 from technic_v4.data.polygon.client import PolygonClient, SyncPolygonClient
-from technic_v4.data.polygon.models import Agg, Split, TickerDetails
+from technic_v4.data.polygon.records import Agg, Split, TickerDetails
 from technic_v4.data.polygon.policy import NotFound, RetryPolicy
 from technic_v4.data.polygon.ratelimit import RateLimiter
 

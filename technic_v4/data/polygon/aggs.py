@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from technic_v4.calendar import is_trading_day, last_completed_session
-from technic_v4.data.polygon.models import day_frame, range_frame
+from technic_v4.data.polygon.records import day_frame, range_frame
 from technic_v4.data.polygon.policy import Call, Request
 
 GROUPED_DAILY_PATH = "/v2/aggs/grouped/locale/us/market/stocks/{day}"

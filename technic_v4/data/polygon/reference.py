@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from technic_v4.data.polygon.aggs import as_date
-from technic_v4.data.polygon.models import TickerDetails, splits_frame
+from technic_v4.data.polygon.records import TickerDetails, splits_frame
 from technic_v4.data.polygon.policy import Call, Request
 
 TICKERS_PATH = "/v3/reference/tickers"

@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from technic_v4.data.models import DAY_COLUMNS, conform, empty_frame
-from technic_v4.data.polygon.models import is_empty_bar
+from technic_v4.data.columns import DAY_COLUMNS, conform, empty_frame
+from technic_v4.data.polygon.records import is_empty_bar
 from technic_v4.data.polygon.policy import Call, Request
 
 SNAPSHOT_PATH = "/v2/snapshot/locale/us/markets/stocks/tickers"

@@ -22,6 +22,9 @@ DAY_COLUMNS: dict[str, str] = {
     "transactions": "float64",
 }
 
+# The bar fields a dates x symbols panel holds, one array each.
+BAR_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+
 # One symbol's bars over a date range (per-ticker range endpoint).
 RANGE_COLUMNS: dict[str, str] = {"date": "datetime64[ns]", **{k: v for k, v in DAY_COLUMNS.items() if k != "symbol"}}
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-FIELDS = ("open", "high", "low", "close", "volume")
+from technic_v4.data.columns import BAR_FIELDS as FIELDS
 
 
 @dataclass(frozen=True)
@@ -62,27 +62,3 @@ class Panel:
     def bars_available(self) -> np.ndarray:
         """Per symbol, how many dates have a close."""
         return np.isfinite(self.close).sum(axis=0)
-
-    @classmethod
-    def from_long(cls, df: pd.DataFrame, dates=None, symbols=None) -> Panel:
-        """Pivot long rows (date, symbol, open, high, low, close, volume) into a panel without a Python loop."""
-        d = pd.to_datetime(df["date"]).values.astype("datetime64[D]")
-        dates = np.unique(d) if dates is None else np.asarray(dates, dtype="datetime64[D]")
-        symbols = np.unique(df["symbol"].to_numpy(dtype=object)) if symbols is None else np.asarray(symbols, dtype=object)
-        ti = np.searchsorted(dates, d)
-        si = pd.Index(symbols).get_indexer(df["symbol"])
-        ok = (ti < len(dates)) & (si >= 0)
-        ok[ok] &= dates[ti[ok]] == d[ok]
-        arrays = {}
-        for f in FIELDS:
-            a = np.full((len(dates), len(symbols)), np.nan)
-            a[ti[ok], si[ok]] = df[f].to_numpy(dtype=np.float64)[ok]
-            arrays[f] = a
-        return cls(dates=dates, symbols=symbols, **arrays)
-
-    def to_long(self) -> pd.DataFrame:
-        """Rows (date, symbol, fields...) for every finite close, e.g. for pandera bar validation."""
-        t, n = np.nonzero(np.isfinite(self.close))
-        out = {"date": self.dates[t], "symbol": self.symbols[n]}
-        out.update({f: getattr(self, f)[t, n] for f in FIELDS})
-        return pd.DataFrame(out)

@@ -47,9 +47,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from technic_v4.indicators import compute_latest
-from technic_v4.regime import TRENDING_DOWN, TRENDING_UP, Regime
-from technic_v4.store.panel import Panel
+from technic_v4.domain.indicators import compute_latest
+from technic_v4.domain.regime import TRENDING_DOWN, TRENDING_UP, Regime
+from technic_v4.domain.panel import Panel
 
 STRONG_LONG, LONG, SHORT, STRONG_SHORT, AVOID = "Strong Long", "Long", "Short", "Strong Short", "Avoid"
 SIGNALS = (STRONG_LONG, LONG, SHORT, STRONG_SHORT, AVOID)

@@ -4,13 +4,13 @@
 the scan must load for all of them to be defined and converged.
 """
 
-from technic_v4.indicators.base import Bars, Indicator, WindowIndicator
-from technic_v4.indicators.catalogue import CATALOGUE, compute_latest, required_history
-from technic_v4.indicators.momentum import RSI, Returns
-from technic_v4.indicators.price import LastBar, MeanGap, PctFromHigh
-from technic_v4.indicators.trend import EMA, MACD, SMA
-from technic_v4.indicators.volatility import ATR, ATRPercent, RealizedVolatility, true_range
-from technic_v4.indicators.volume import AverageVolume, DollarVolume, UpDownVolume, VolumeSpike
+from technic_v4.domain.indicators.base import Bars, Indicator, WindowIndicator
+from technic_v4.domain.indicators.catalogue import CATALOGUE, compute_latest, required_history
+from technic_v4.domain.indicators.momentum import RSI, Returns
+from technic_v4.domain.indicators.price import LastBar, MeanGap, PctFromHigh
+from technic_v4.domain.indicators.trend import EMA, MACD, SMA
+from technic_v4.domain.indicators.volatility import ATR, ATRPercent, RealizedVolatility, true_range
+from technic_v4.domain.indicators.volume import AverageVolume, DollarVolume, UpDownVolume, VolumeSpike
 
 __all__ = [
     "ATR",

@@ -20,11 +20,11 @@ import pandas as pd
 
 from technic_v4.calendar import is_trading_day
 from technic_v4.config import Settings
-from technic_v4.data.models import DAY_COLUMNS, REFERENCE_COLUMNS, conform, empty_frame
+from technic_v4.data.columns import DAY_COLUMNS, REFERENCE_COLUMNS, conform, empty_frame
 from technic_v4.data.polygon.aggs import as_date
 from technic_v4.data.polygon.client import PolygonClient, SyncPolygonClient
 from technic_v4.data.polygon.concurrency import bounded_map
-from technic_v4.data.polygon.models import TickerDetails
+from technic_v4.data.polygon.records import TickerDetails
 from technic_v4.data.polygon.policy import NotFound
 from technic_v4.data.polygon.sectors import industry_for, sector_for_sic
 from technic_v4.data.source import MarketDataSource

@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from technic_v4.indicators.base import Bars
-from technic_v4.indicators.trend import SMA
-from technic_v4.indicators.volatility import RealizedVolatility
-from technic_v4.store.panel import Panel
+from technic_v4.domain.indicators.base import Bars
+from technic_v4.domain.indicators.trend import SMA
+from technic_v4.domain.indicators.volatility import RealizedVolatility
+from technic_v4.domain.panel import Panel
 
 TRENDING_UP, TRENDING_DOWN, SIDEWAYS, UNKNOWN = "TRENDING_UP", "TRENDING_DOWN", "SIDEWAYS", "UNKNOWN"
 TRENDS = (TRENDING_UP, TRENDING_DOWN, SIDEWAYS, UNKNOWN)

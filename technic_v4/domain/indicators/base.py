@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from technic_v4.store.panel import FIELDS, Panel
+from technic_v4.domain.panel import FIELDS, Panel
 
 PRICE_FIELDS = ("open", "high", "low", "close")
 # A recursive indicator counts as converged once its seed's weight has decayed below this.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from technic_v4.indicators.base import Bars, Indicator
-from technic_v4.indicators.momentum import RSI, Returns
-from technic_v4.indicators.price import LastBar, MeanGap, PctFromHigh
-from technic_v4.indicators.trend import EMA, MACD, SMA
-from technic_v4.indicators.volatility import ATR, ATRPercent, RealizedVolatility
-from technic_v4.indicators.volume import AverageVolume, DollarVolume, UpDownVolume, VolumeSpike
+from technic_v4.domain.indicators.base import Bars, Indicator
+from technic_v4.domain.indicators.momentum import RSI, Returns
+from technic_v4.domain.indicators.price import LastBar, MeanGap, PctFromHigh
+from technic_v4.domain.indicators.trend import EMA, MACD, SMA
+from technic_v4.domain.indicators.volatility import ATR, ATRPercent, RealizedVolatility
+from technic_v4.domain.indicators.volume import AverageVolume, DollarVolume, UpDownVolume, VolumeSpike
 
 # Keys are result columns; a tuple key names a multi-output indicator's outputs in order. Lower-case keys that are not
 # result columns (avg gain/loss, up/down volume) are intermediates the scores need.

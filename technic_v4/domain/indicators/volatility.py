@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from technic_v4.indicators.base import (
+from technic_v4.domain.indicators.base import (
     Bars,
     WilderIndicator,
     WindowIndicator,

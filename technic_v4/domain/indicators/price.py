@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from technic_v4.indicators.base import WindowIndicator, check_input, check_int
+from technic_v4.domain.indicators.base import WindowIndicator, check_input, check_int
 
 
 class LastBar(WindowIndicator):

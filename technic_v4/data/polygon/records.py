@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from technic_v4.data.models import DAY_COLUMNS, RANGE_COLUMNS, SPLIT_COLUMNS, conform, empty_frame
+from technic_v4.data.columns import DAY_COLUMNS, RANGE_COLUMNS, SPLIT_COLUMNS, conform, empty_frame
 
 NEW_YORK = "America/New_York"
 

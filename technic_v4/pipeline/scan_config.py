@@ -1,0 +1,87 @@
+"""What one scan does: `ScanConfig`, validated with errors that name the field. Every field is a flow parameter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from technic_v4.config import format_validation_error
+from technic_v4.domain.indicators import required_history
+from technic_v4.errors import ConfigError
+
+SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
+_TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+
+
+class ScanConfig(BaseModel):
+    """What one scan does. Every field is also a parameter of the Prefect flow `scan` (shown in the UI)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_symbols: int = Field(6000, ge=1, le=200_000, description="Most liquid N symbols (20d dollar volume) considered")
+    data_source: Literal["auto", "polygon", "flatfiles", "simulated"] | None = Field(
+        None, description="Overrides TECHNIC_DATA_SOURCE for this scan"
+    )
+    allow_short_history: bool = Field(
+        False, description="Accept lookback_days below what the indicators need (their values are NaN, not made up)"
+    )
+    lookback_days: int = Field(300, ge=30, le=2520, description="Trading days of history loaded per symbol")
+    as_of: dt.date | None = Field(None, description="Scan as of this session (default: last completed session)")
+    intraday: bool = Field(False, description="Add today's unfinished session from one snapshot call")
+    sectors: list[str] | None = Field(None, description="Keep only these sectors (default: all)")
+    min_market_cap: float = Field(500e6, ge=0, description="Shares outstanding x last close, USD")
+    min_avg_volume: float = Field(1e6, ge=0, description="20-day average volume, shares")
+    min_price: float = Field(5.0, ge=0, description="Last close floor, USD")
+    signals: list[SignalName] | None = Field(None, description="Keep only rows with these signals (default: all)")
+    watchlist: list[str] = Field(default_factory=list, description="Always refreshed, scored first, never prescreened out")
+    blacklist_after: int = Field(5, ge=1, le=250, description="Low-volume scans in a row before a symbol is blacklisted")
+    on_missing_day: Literal["skip", "fail"] = Field("skip", description="A day that stays broken: report and go on, or fail")
+    reuse_scores: bool = Field(True, description="Reuse last scan's rows for symbols whose bars did not change")
+    task_runner: Literal["ray", "thread"] | None = Field(None, description="Overrides TECHNIC_TASK_RUNNER")
+    max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
+    data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
+
+    @field_validator("watchlist", mode="before")
+    @classmethod
+    def _normalise_watchlist(cls, v):
+        if isinstance(v, str):
+            v = [s for s in re.split(r"[,\s]+", v) if s]
+        return v
+
+    @field_validator("watchlist")
+    @classmethod
+    def _check_tickers(cls, v: list[str]) -> list[str]:
+        out = [s.strip().upper() for s in v]
+        bad = [s for s in out if not _TICKER.match(s)]
+        if bad:
+            raise ValueError(f"not ticker symbols: {bad}")
+        return list(dict.fromkeys(out))
+
+    @model_validator(mode="after")
+    def _as_of_not_future(self):
+        if self.as_of is not None and self.as_of > dt.date.today() + dt.timedelta(days=1):
+            raise ValueError(f"as_of {self.as_of} is in the future")
+        return self
+
+    @field_validator("lookback_days")
+    @classmethod
+    def _enough_history(cls, v: int, info: ValidationInfo) -> int:
+        need = required_history()
+        if v < need and not info.data.get("allow_short_history", False):
+            raise ValueError(
+                f"{v} sessions is shorter than the {need} the indicators need (52-week high, converged SMA200/RSI); "
+                "raise it or set allow_short_history=true"
+            )
+        return v
+
+    @classmethod
+    def build(cls, **values) -> ScanConfig:
+        """Like ScanConfig(**values) but a bad value raises ConfigError naming the field."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid ScanConfig: {format_validation_error(exc, env_names=False)}") from None
