@@ -20,7 +20,8 @@ import json
 import sys
 import time
 
-from benchmarks.common import machine_info, rnd
+from benchmarks.machine import machine_info
+from benchmarks.util import rnd
 from technic_v4.calendar import last_completed_session, previous_trading_days
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.data.polygon.batch import batch_fetch_async, batch_fetch_sync, fetch_grouped_days_async

@@ -29,19 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.scan_report import _derive, _version, markdown  # noqa: F401  (markdown: the module interface)
-from benchmarks.common import (
-    REPO,
-    PrefectServer,
-    RssSampler,
-    free_port,
-    vm_hwm_mb,
-    polygon_available,
-    start_local_ray,
-    stop_local_ray,
-    temp_env,
-    use_prefect_api,
-)
+from benchmarks.loopback import LoopbackProcess, polygon_available
+from benchmarks.machine import package_version
+from benchmarks.memory import RssSampler, vm_hwm_mb
+from benchmarks.prefect_stack import PrefectServer, start_local_ray, stop_local_ray, use_prefect_api
+from benchmarks.scan_report import _derive, markdown  # noqa: F401  (markdown: the module interface)
+from benchmarks.util import REPO, temp_env
 
 FULL = {"sizes": [2500, 5000, 6000], "workers": [1, 2, 4, 8, 16, 32, 40, 50, 60], "sweep_symbols": 6000,
         "sweep_repeats": 2, "per_scan_ray": True, "listed": 8000, "warm_repeats": 2}
@@ -88,8 +81,8 @@ def _scan(label: str, **config) -> dict:
         "symbols_reused": m["symbols_reused"],
         "rows": int(len(out.results)),
         "worker_processes": m["worker_processes"],
-        "peak_rss_mb_flow_reported": m["peak_rss_mb_flow"],  # ru_maxrss of the flow process (lifetime)
-        "peak_rss_mb_workers_reported": m["peak_rss_mb_workers"],  # max ru_maxrss of a worker (lifetime)
+        "peak_rss_mb_flow_reported": m["peak_rss_mb_flow"],  # the flow process's own peak RSS (VmHWM, since flow start)
+        "peak_rss_mb_workers_reported": m["peak_rss_mb_workers"],  # the highest worker's own peak RSS
         **rss.as_dict(),  # sampled during this scan only
     }
 
@@ -157,66 +150,6 @@ def _run_child(spec: dict, env: dict, timeout: float = 600) -> dict:
         return result
     finally:
         Path(result_path).unlink(missing_ok=True)
-
-
-# ---- the market ------------------------------------------------------------------------------------------------------
-
-
-class LoopbackProcess:
-    """The loopback Polygon server in its own process (its CPU time is not the client's, as with a real API), with
-    the grouped-daily bodies of the last `prewarm` sessions encoded before it accepts requests (benchmarks.common)."""
-
-    def __init__(self, latency_ms: float, symbols: int, prewarm: int = 0):
-        self.port = free_port()
-        self.latency_ms, self.symbols, self.prewarm = latency_ms, symbols, prewarm
-        self.proc = None
-        self.startup_seconds = self.prewarm_seconds = 0.0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self):
-        return self.start().wait()
-
-    def start(self):
-        """Spawn the server (returns at once; `wait()` blocks until it is READY)."""
-        cmd = [sys.executable, "-m", "benchmarks.common", "serve-polygon", "--port", str(self.port),
-               "--latency-ms", str(self.latency_ms), "--symbols", str(self.symbols), "--api-key", API_KEY,
-               "--prewarm-sessions", str(self.prewarm)]
-        self._log = tempfile.NamedTemporaryFile("w+", suffix=".log")
-        t0 = time.perf_counter()
-        self._t0 = t0
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def wait(self):
-        t0 = self._t0
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            text = Path(self._log.name).read_text()
-            if "READY " in text:
-                line = next(ln for ln in text.splitlines() if ln.startswith("READY "))
-                self.prewarm_seconds = float(line.rsplit("prewarm_s=", 1)[1])
-                self.startup_seconds = time.perf_counter() - t0
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"loopback server exited ({self.proc.returncode}): {text[-3000:]}")
-            time.sleep(0.25)
-        self.__exit__()
-        raise TimeoutError("loopback server did not start within 300 s")
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self.proc = None
 
 
 # ---- the benchmark ---------------------------------------------------------------------------------------------------
@@ -313,96 +246,119 @@ def task_overhead(n_days: int = 300, n_months: int = 15) -> dict:
     return out
 
 
+def _part(errors: dict, name: str, fn, *args):
+    """One part of the benchmark; a failure is recorded in `errors` and the other parts still run."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001
+        import traceback
+
+        errors[name] = f"{type(exc).__name__}: {exc}"
+        print(f"[bench_scan] {name} failed: {errors[name]}\n{traceback.format_exc(limit=6)}", file=sys.stderr, flush=True)
+        return None
+
+
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _bench_env(plan: dict) -> dict:
+    return {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
+            "TECHNIC_SIM_SYMBOLS": str(plan["listed"]), "TECHNIC_MAX_WORKERS": "2", "TECHNIC_BENCH": "1"}
+
+
+def _market(loop: LoopbackProcess | None, plan: dict, why: str) -> tuple[str, dict, dict]:
+    """(source name, environment for the scans, the result's "market" record): the loopback server when it runs."""
+    if loop is not None:
+        loop.wait()  # the last 310 sessions: every 300-day window ending D-1 or D, plus margin
+        env = {"POLYGON_BASE_URL": loop.url, "POLYGON_API_KEY": API_KEY, "TECHNIC_DATA_SOURCE": "polygon"}
+        return "polygon", env, {
+            "source": "polygon", "simulated": True, "latency_ms": LATENCY_MS, "symbols_listed": plan["listed"],
+            "note": "real PolygonSource (HTTP) against the loopback Polygon server (SIMULATED market) in its "
+                    f"own process, {LATENCY_MS:.0f} ms latency per request; the last 310 sessions' grouped-daily "
+                    "bodies are encoded before it starts serving (as a real API serves stored data), so the "
+                    "simulator's CPU time is not in the fetch figures",
+            "server_startup_s": round(loop.startup_seconds, 2),
+            "server_prewarm_s": round(loop.prewarm_seconds, 2),
+        }
+    return "simulated", {"TECHNIC_DATA_SOURCE": "simulated"}, {
+        "source": "simulated", "simulated": True, "latency_ms": 0, "symbols_listed": plan["listed"],
+        "note": "in-process simulated source (no HTTP): the loopback server / PolygonSource were not "
+                f"importable ({why}); cold figures exclude network latency",
+    }
+
+
+def _ray(api_url: str) -> dict:
+    """Start the benchmark's one local Ray; its record for the result (with the GCS address child scans join)."""
+    ray_init_s = start_local_ray(api_url)
+    import ray
+
+    return {
+        "mode": "one local Ray for the whole benchmark: ray.init(num_cpus=os.cpu_count(), runtime_env="
+                "{env_vars: {PREFECT_API_URL: <server>}}) in the benchmark process; per-size child "
+                "processes join it with RAY_ADDRESS=<its GCS address>; the sweep reuses the connection",
+        "init_s": round(ray_init_s, 2), "num_cpus": os.cpu_count(), "gcs_address": ray.get_runtime_context().gcs_address,
+    }
+
+
+def _size_scans(plan: dict, source: str, seed: str | None, work: Path, days: tuple[dt.date, dt.date],
+                child_env: dict, errors: dict) -> tuple[list[dict], dict[int, str]]:
+    """Cold + warm scans of every size, each in a child process; (results measured, data dir per size)."""
+    sizes, data_dirs = [], {}
+    for n in plan["sizes"]:
+        data_dirs[n] = str(work / f"data-{n}")
+        spec = {"n": n, "data_dir": data_dirs[n], "source": source, "reference_seed": seed,
+                "days": [d.isoformat() for d in days],
+                "per_scan_ray": plan["per_scan_ray"] and n == max(plan["sizes"]),
+                "warm_repeats": plan["warm_repeats"]}
+        print(f"[bench_scan] cold + warm scans at {n} symbols ({source}) ...", flush=True)
+        res = _part(errors, f"scans_{n}", _run_child, spec, child_env)
+        if res is not None:
+            sizes.append(res)
+    return sizes, data_dirs
+
+
+def _measure(result: dict, plan: dict, api_url: str, source: str, work: Path, days: tuple[dt.date, dt.date]) -> None:
+    """Every measurement, on the running Prefect server and market: task overhead, reference refresh, per-size
+    scans, worker sweep."""
+    result["ray"] = _ray(api_url)
+    errors = result.setdefault("errors", {})
+    print("[bench_scan] per-task overhead of cached Prefect tasks (per day vs per month) ...", flush=True)
+    result["task_overhead"] = _part(errors, "task_overhead", task_overhead)
+    child_env = {**os.environ, "RAY_ADDRESS": result["ray"]["gcs_address"], "PREFECT_API_URL": api_url,
+                 "TECHNIC_BENCH_ROOT_PID": str(os.getpid())}
+    print("[bench_scan] weekly reference refresh on an empty store ...", flush=True)
+    ref_seed = work / "reference-seed"
+    result["reference_refresh"] = _part(errors, "reference_refresh", reference_refresh, ref_seed, source)
+    seed = str(ref_seed) if result["reference_refresh"] else None
+    result["sizes"], data_dirs = _size_scans(plan, source, seed, work, days, child_env, errors)
+    n_sweep = plan["sweep_symbols"]
+    if any(sz["n"] == n_sweep for sz in result["sizes"]):
+        print(f"[bench_scan] worker sweep at {n_sweep} symbols: {plan['workers']} (ray + thread) ...", flush=True)
+        result["sweep"] = _part(errors, "sweep", _sweep, data_dirs[n_sweep], n_sweep, source, days[1], plan["workers"],
+                                plan["sweep_repeats"]) or []
+    if not result["sizes"] and not result.get("sweep"):
+        raise RuntimeError(f"no scan could be measured: {errors}")
+
+
 def run(quick: bool = False) -> dict:
     plan = QUICK if quick else FULL
     avail, why = polygon_available()
-    d_prev, d = _days()
+    days = _days()
     started = time.perf_counter()
-    result: dict = {"plan": plan, "days": {"d_minus_1": d_prev.isoformat(), "d": d.isoformat()},
-                    "load_average": {"start": [round(x, 2) for x in os.getloadavg()]}}
+    result: dict = {"plan": plan, "days": {"d_minus_1": days[0].isoformat(), "d": days[1].isoformat()},
+                    "load_average": {"start": _load_average()}}
     work = Path(tempfile.mkdtemp(prefix="technic-bench-scan-"))
-    env_base = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
-                "TECHNIC_SIM_SYMBOLS": str(plan["listed"]), "TECHNIC_MAX_WORKERS": "2", "TECHNIC_BENCH": "1"}
     loop = None
     try:
         if avail:  # spawned first: it prewarms while the Prefect server starts
-            loop = LoopbackProcess(LATENCY_MS, plan["listed"], prewarm=310).start()
-        with PrefectServer() as server, temp_env(**env_base):
+            loop = LoopbackProcess(LATENCY_MS, plan["listed"], API_KEY, prewarm=310).start()
+        with PrefectServer() as server, temp_env(**_bench_env(plan)):
             result["prefect_server"] = {"api_url": server.api_url, "startup_s": round(server.startup_seconds, 2),
-                                        "version": _version("prefect")}
-            if avail:
-                loop.wait()  # the last 310 sessions: every 300-day window ending D-1 or D, plus margin
-                source = "polygon"
-                market_env = {"POLYGON_BASE_URL": loop.url, "POLYGON_API_KEY": API_KEY, "TECHNIC_DATA_SOURCE": "polygon"}
-                result["market"] = {
-                    "source": "polygon", "simulated": True, "latency_ms": LATENCY_MS, "symbols_listed": plan["listed"],
-                    "note": "real PolygonSource (HTTP) against the loopback Polygon server (SIMULATED market) in its "
-                            f"own process, {LATENCY_MS:.0f} ms latency per request; the last 310 sessions' grouped-daily "
-                            "bodies are encoded before it starts serving (as a real API serves stored data), so the "
-                            "simulator's CPU time is not in the fetch figures",
-                    "server_startup_s": round(loop.startup_seconds, 2),
-                    "server_prewarm_s": round(loop.prewarm_seconds, 2),
-                }
-            else:
-                source = "simulated"
-                market_env = {"TECHNIC_DATA_SOURCE": "simulated"}
-                result["market"] = {
-                    "source": "simulated", "simulated": True, "latency_ms": 0, "symbols_listed": plan["listed"],
-                    "note": "in-process simulated source (no HTTP): the loopback server / PolygonSource were not "
-                            f"importable ({why}); cold figures exclude network latency",
-                }
+                                        "version": package_version("prefect")}
+            source, market_env, result["market"] = _market(loop, plan, why)
             with temp_env(**market_env), use_prefect_api(server.api_url):
-                ray_init_s = start_local_ray(server.api_url)
-                import ray
-
-                gcs = ray.get_runtime_context().gcs_address
-                result["ray"] = {
-                    "mode": "one local Ray for the whole benchmark: ray.init(num_cpus=os.cpu_count(), runtime_env="
-                            "{env_vars: {PREFECT_API_URL: <server>}}) in the benchmark process; per-size child "
-                            "processes join it with RAY_ADDRESS=<its GCS address>; the sweep reuses the connection",
-                    "init_s": round(ray_init_s, 2), "num_cpus": os.cpu_count(), "gcs_address": gcs,
-                }
-                errors = result.setdefault("errors", {})
-
-                def part(name, fn, *args):
-                    """One part of the benchmark; a failure is recorded and the other parts still run."""
-                    try:
-                        return fn(*args)
-                    except Exception as exc:  # noqa: BLE001
-                        import traceback
-
-                        errors[name] = f"{type(exc).__name__}: {exc}"
-                        print(f"[bench_scan] {name} failed: {errors[name]}\n{traceback.format_exc(limit=6)}",
-                              file=sys.stderr, flush=True)
-                        return None
-
-                print("[bench_scan] per-task overhead of cached Prefect tasks (per day vs per month) ...", flush=True)
-                result["task_overhead"] = part("task_overhead", task_overhead)
-                child_env = {**os.environ, "RAY_ADDRESS": gcs, "PREFECT_API_URL": server.api_url,
-                             "TECHNIC_BENCH_ROOT_PID": str(os.getpid())}
-                print("[bench_scan] weekly reference refresh on an empty store ...", flush=True)
-                ref_seed = work / "reference-seed"
-                result["reference_refresh"] = part("reference_refresh", reference_refresh, ref_seed, source)
-                seed = str(ref_seed) if result["reference_refresh"] else None
-                sizes, data_dirs = [], {}
-                for n in plan["sizes"]:
-                    data_dirs[n] = str(work / f"data-{n}")
-                    spec = {"n": n, "data_dir": data_dirs[n], "source": source, "reference_seed": seed,
-                            "days": [d_prev.isoformat(), d.isoformat()],
-                            "per_scan_ray": plan["per_scan_ray"] and n == max(plan["sizes"]),
-                            "warm_repeats": plan["warm_repeats"]}
-                    print(f"[bench_scan] cold + warm scans at {n} symbols ({source}) ...", flush=True)
-                    res = part(f"scans_{n}", _run_child, spec, child_env)
-                    if res is not None:
-                        sizes.append(res)
-                result["sizes"] = sizes
-                n_sweep = plan["sweep_symbols"]
-                if any(sz["n"] == n_sweep for sz in sizes):
-                    print(f"[bench_scan] worker sweep at {n_sweep} symbols: {plan['workers']} (ray + thread) ...", flush=True)
-                    result["sweep"] = part("sweep", _sweep, data_dirs[n_sweep], n_sweep, source, d, plan["workers"],
-                                           plan["sweep_repeats"]) or []
-                if not sizes and not result.get("sweep"):
-                    raise RuntimeError(f"no scan could be measured: {errors}")
+                _measure(result, plan, server.api_url, source, work, days)
                 stop_local_ray()
     finally:
         stop_local_ray()
@@ -410,7 +366,7 @@ def run(quick: bool = False) -> dict:
             loop.__exit__()
         shutil.rmtree(work, ignore_errors=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    result["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
+    result["load_average"]["end"] = _load_average()
     _derive(result)
     return result
 
