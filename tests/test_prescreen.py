@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from technic_v4.pipeline.prescreen import REASONS, PrescreenRules, avg_volume, last_valid, most_liquid, prescreen
+from technic_v4.pipeline.prescreen import (
+    REASONS, PrescreenRules, avg_volume, details_candidates, last_valid, most_liquid, prescreen,
+)
 from technic_v4.domain.panel import Panel
 
 
@@ -37,7 +39,7 @@ def test_each_rule_counts_exactly_one_reason_and_counts_add_up():
     assert res.kept == ["OK"]
     assert res.counts == {
         "not_in_reference": 1, "short_history": 1, "stale": 1, "blacklisted": 0,
-        "price_floor": 1, "market_cap": 1, "avg_volume": 1, "sector": 1,
+        "price_floor": 1, "market_cap_unknown": 0, "market_cap": 1, "avg_volume": 1, "sector": 1,
     }
     assert len(res.kept) + sum(res.counts.values()) == res.universe == len(closes)
     assert tuple(res.counts) == REASONS
@@ -92,3 +94,31 @@ def test_most_liquid_keeps_top_n_by_dollar_volume_plus_protected():
     panel = make_panel(closes, vols)
     keep = panel.symbols[most_liquid(panel, 2, protected=["W"])]
     assert sorted(keep) == ["B", "C", "QQQ", "W"]
+
+
+def test_unknown_market_cap_is_kept_and_flagged_not_dropped_as_market_cap():
+    closes = {"KNOWN": 50, "PENDING": 50, "PENDING_THIN": 50, "SMALL": 50}
+    vols = {"KNOWN": 5e6, "PENDING": 5e6, "PENDING_THIN": 1e5, "SMALL": 5e6}
+    ref = reference({"KNOWN": (1e8, "Energy"), "PENDING": (np.nan, "Energy"), "PENDING_THIN": (np.nan, "Energy"),
+                     "SMALL": (1e6, "Energy")})
+    res = prescreen(make_panel(closes, vols), ref, PrescreenRules())
+    assert res.kept == ["KNOWN", "PENDING"]  # 5e6 x 50 = 250M for SMALL: too small; PENDING: unknown, kept
+    assert res.counts["market_cap"] == 1 and res.counts["avg_volume"] == 1 and res.counts["market_cap_unknown"] == 0
+    assert res.flagged == {"market_cap_unknown": 1}  # the thin one failed avg volume: not counted as flagged
+    assert res.as_dict()["kept_flagged"] == {"market_cap_unknown": 1}
+    assert len(res.kept) + sum(res.counts.values()) == res.universe
+
+    dropped = prescreen(make_panel(closes, vols), ref, PrescreenRules(unknown_market_cap="drop"))
+    assert dropped.kept == ["KNOWN"]
+    assert dropped.counts["market_cap_unknown"] == 2 and dropped.counts["market_cap"] == 1
+    assert dropped.flagged == {"market_cap_unknown": 0}
+
+
+def test_details_candidates_are_the_liquid_symbols_bars_alone_keep_ranked_by_dollar_volume():
+    closes = {"BIG": 100, "MID": 20, "CHEAP": 2, "THIN": 50, "YOUNG": 50, "SPY": 400}
+    vols = {"BIG": 5e6, "MID": 8e6, "CHEAP": 9e8, "THIN": 1e5, "YOUNG": 5e6, "SPY": 10}
+    panel = make_panel(closes, vols, holes={"YOUNG": slice(0, 20)})
+    got = details_candidates(panel, PrescreenRules(), max_symbols=100)
+    assert list(got.index) == ["BIG", "MID", "SPY"]  # CHEAP: price floor, THIN: volume, YOUNG: 10 bars; SPY protected
+    assert got["BIG"] == pytest.approx(5e8) and got["MID"] == pytest.approx(1.6e8)
+    assert list(details_candidates(panel, PrescreenRules(), max_symbols=1).index) == ["SPY"]  # CHEAP is most liquid

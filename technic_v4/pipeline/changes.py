@@ -12,7 +12,7 @@ import pandas as pd
 from technic_v4.pipeline.prescreen import last_valid
 from technic_v4.domain.panel import FIELDS, Panel
 
-SCORING_VERSION = "1"  # bump when indicator/score definitions change, so old rows are never reused
+SCORING_VERSION = "2"  # 2: MarketCapUnknown column. Bump when indicator/score definitions change, so old rows are never reused
 
 
 def bar_fingerprints(panel: Panel, regime_label: str, reference: pd.DataFrame | None = None) -> pd.Series:

@@ -2,11 +2,17 @@
 
 Rules run in a fixed order and a symbol is counted under the first it fails, so `kept + sum(reasons) == universe`.
 All rules are vectorized over the panel's last rows; the low-volume blacklist persists across scans.
+
+Unknown market cap (shares outstanding not fetched yet, see pipeline.universe) is never a silent drop. The rule
+`unknown_market_cap="keep"` (default) keeps such a symbol when it passes every other rule and reports it under
+`flagged["market_cap_unknown"]` (MarketCap NaN, MarketCapUnknown true in the results) until its details arrive;
+`"drop"` filters it under its own reason `market_cap_unknown` instead of `market_cap`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -20,6 +26,7 @@ REASONS = (
     "stale",
     "blacklisted",
     "price_floor",
+    "market_cap_unknown",
     "market_cap",
     "avg_volume",
     "sector",
@@ -35,6 +42,7 @@ class PrescreenRules:
     max_stale_sessions: int = 5  # no bar in the last N sessions = halted or gone
     sectors: tuple[str, ...] | None = None
     blacklist_after: int = 5  # scans in a row failing avg volume before a symbol is blacklisted
+    unknown_market_cap: Literal["keep", "drop"] = "keep"  # see the module docstring
 
 
 @dataclass
@@ -43,9 +51,11 @@ class PrescreenResult:
     counts: dict[str, int]
     universe: int
     blacklist: dict[str, int] = field(default_factory=dict)  # symbol -> consecutive low-volume scans
+    flagged: dict[str, int] = field(default_factory=dict)  # kept with a caveat: {"market_cap_unknown": n}
 
     def as_dict(self) -> dict:
-        return {"universe": self.universe, "kept": len(self.kept), "filtered": dict(self.counts)}
+        return {"universe": self.universe, "kept": len(self.kept), "filtered": dict(self.counts),
+                "kept_flagged": dict(self.flagged)}
 
 
 def last_valid(values: np.ndarray) -> np.ndarray:
@@ -81,7 +91,9 @@ def prescreen(
     bars = panel.bars_available()
     recent = np.isfinite(panel.close[-rules.max_stale_sessions :]).any(axis=0)
     vol20 = avg_volume(panel)
-    cap = ref["shares_outstanding"].to_numpy(dtype=float) * close
+    shares = pd.to_numeric(ref["shares_outstanding"], errors="coerce").to_numpy(dtype=float)
+    cap_unknown = ~(shares > 0)
+    cap = shares * close
     protected = syms.isin(list(always_keep) + list(INDEX_ETFS))
     listed = ref["name"].notna().to_numpy()
     low_volume = ~(vol20 >= rules.min_avg_volume)
@@ -94,7 +106,8 @@ def prescreen(
         "stale": ~recent,
         "blacklisted": in_blacklist & ~protected,
         "price_floor": ~(close >= rules.min_price) & ~protected,
-        "market_cap": ~(cap >= rules.min_market_cap) & ~protected,
+        "market_cap_unknown": cap_unknown & ~protected & (rules.unknown_market_cap == "drop"),
+        "market_cap": ~(cap >= rules.min_market_cap) & ~cap_unknown & ~protected,
         "avg_volume": low_volume & ~protected,
         "sector": (~ref["sector"].isin(rules.sectors).to_numpy() & ~protected) if rules.sectors else np.zeros(len(syms), bool),
     }
@@ -108,7 +121,26 @@ def prescreen(
     # Blacklist bookkeeping: consecutive scans failing the volume rule; a liquid day resets the count.
     streak = np.where(low_volume & listed, streak + 1, 0)
     new_blacklist = {s: int(n) for s, n in zip(syms[streak > 0], streak[streak > 0])}
-    return PrescreenResult(kept=list(syms[alive]), counts=counts, universe=len(syms), blacklist=new_blacklist)
+    flagged = {"market_cap_unknown": int((alive & cap_unknown & listed).sum())}
+    return PrescreenResult(kept=list(syms[alive]), counts=counts, universe=len(syms), blacklist=new_blacklist,
+                           flagged=flagged)
+
+
+def details_candidates(
+    panel: Panel, rules: PrescreenRules, *, max_symbols: int, blacklist: dict[str, int] | None = None,
+    always_keep: tuple[str, ...] = (),
+) -> pd.Series:
+    """Symbol -> 20-day dollar volume for the symbols whose market cap can matter: among the `max_symbols` most liquid,
+    those passing every rule the bars alone decide (history, stale, blacklist, price floor, average volume)."""
+    panel = panel.take_columns(most_liquid(panel, max_symbols, always_keep))
+    syms = pd.Index(panel.symbols)
+    close, vol20 = last_valid(panel.close), avg_volume(panel)
+    streak = pd.Series(blacklist or {}, dtype=float).reindex(syms).fillna(0).to_numpy()
+    protected = syms.isin(list(always_keep) + list(INDEX_ETFS))
+    ok = (panel.bars_available() >= rules.min_history) & np.isfinite(panel.close[-rules.max_stale_sessions :]).any(axis=0)
+    ok &= protected | ((streak < rules.blacklist_after) & (close >= rules.min_price) & (vol20 >= rules.min_avg_volume))
+    dollar = np.nan_to_num(vol20 * close, nan=0.0)
+    return pd.Series(dollar[ok], index=syms[ok], name="dollar_volume").sort_values(ascending=False, kind="stable")
 
 
 def most_liquid(panel: Panel, n: int, protected: list[str] | tuple[str, ...] = ()) -> np.ndarray:

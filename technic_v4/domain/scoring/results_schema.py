@@ -11,7 +11,7 @@ from technic_v4.domain.scoring.score import SUBSCORE_BOUND, TECH_RATING_BOUND
 from technic_v4.domain.validation import CHECK_COLUMN, failure_report, finite_check
 
 FLOAT_RESULT_COLUMNS = [c for c in RESULT_COLUMNS if c not in ("Symbol", "Name", "Sector", "Industry", "AsOf",
-                                                                "Signal", "Regime")]
+                                                                "Signal", "Regime", "MarketCapUnknown")]
 LONG_PLAN_CHECK, SHORT_PLAN_CHECK = "long_stop_lt_entry_lt_target", "short_target_lt_entry_lt_stop"
 
 
@@ -50,16 +50,20 @@ ResultSchema = pa.DataFrameSchema(
         "AsOf": pa.Column(checks=pa.Check(pd.api.types.is_datetime64_dtype, element_wise=False,
                                           name="datetime64_dtype"), nullable=True),
         **{c: _float_column(c) for c in FLOAT_RESULT_COLUMNS},
+        # shares outstanding not fetched yet: MarketCap is NaN on exactly these rows
+        "MarketCapUnknown": pa.Column(bool, pa.Check(lambda s: s.isin([True, False]), name="bool")),
         "Signal": pa.Column(str, pa.Check.isin(SIGNALS)),
     },
     checks=[
+        pa.Check(lambda df: ~df["MarketCapUnknown"].astype(bool) | df["MarketCap"].isna(), name="unknown_cap_is_nan"),
         _plan_ok(LONG_SIGNALS, "Stop", "Target", LONG_PLAN_CHECK),
         _plan_ok(SHORT_SIGNALS, "Target", "Stop", SHORT_PLAN_CHECK),
     ],
     strict=False,  # the flow carries extra bookkeeping columns (fingerprint)
     name="ResultSchema",
 )
-CHECK_COLUMN.update({LONG_PLAN_CHECK: "Stop,Entry,Target", SHORT_PLAN_CHECK: "Target,Entry,Stop"})
+CHECK_COLUMN.update({LONG_PLAN_CHECK: "Stop,Entry,Target", SHORT_PLAN_CHECK: "Target,Entry,Stop",
+                     "unknown_cap_is_nan": "MarketCapUnknown,MarketCap"})
 
 
 def validate_results_report(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

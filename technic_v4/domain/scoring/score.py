@@ -63,7 +63,7 @@ INDICATOR_COLUMNS = [
 SCORE_COLUMNS = ["TrendScore", "MomentumScore", "VolumeScore", "VolatilityScore", "OscillatorScore", "BreakoutScore"]
 RESULT_COLUMNS = [
     "Symbol", "Name", "Sector", "Industry", "AsOf", "Close", "Volume", "AvgVolume20", "DollarVolume20", "MarketCap",
-    *INDICATOR_COLUMNS, *SCORE_COLUMNS, "TechRating", "RiskScore", "Signal", "Entry", "Stop", "Target", "RewardRisk",
+    "MarketCapUnknown", *INDICATOR_COLUMNS, *SCORE_COLUMNS, "TechRating", "RiskScore", "Signal", "Entry", "Stop", "Target", "RewardRisk",
     "Regime",
 ]  # fmt: skip
 TECH_WEIGHTS = {"TrendScore": 3, "MomentumScore": 3, "VolumeScore": 2, "VolatilityScore": 1, "OscillatorScore": 1,
@@ -204,7 +204,8 @@ REFERENCE_FIELDS = {"Name": "name", "Sector": "sector", "Industry": "industry"}
 
 
 def _reference_columns(symbols: np.ndarray, reference: pd.DataFrame, close: np.ndarray) -> dict[str, np.ndarray]:
-    """Name/Sector/Industry ("Unknown" when missing or empty) and MarketCap (NaN without shares outstanding)."""
+    """Name/Sector/Industry ("Unknown" when missing or empty), MarketCap, and MarketCapUnknown: true while the symbol's
+    shares outstanding are not fetched yet (MarketCap NaN; the prescreen kept it, flagged, see prescreen)."""
     wanted = ["symbol", *REFERENCE_FIELDS.values(), "shares_outstanding"]
     ref = reference.reindex(columns=wanted)  # a reference without some column gives Unknown/NaN, not a KeyError
     ref = ref.drop_duplicates("symbol", keep="first").set_index("symbol").reindex(symbols)
@@ -214,6 +215,7 @@ def _reference_columns(symbols: np.ndarray, reference: pd.DataFrame, close: np.n
         out[column] = np.where(pd.notna(values) & (values != ""), values, UNKNOWN).astype(object)
     shares = pd.to_numeric(ref["shares_outstanding"], errors="coerce").to_numpy(dtype=np.float64)
     out["MarketCap"] = np.where(shares > 0, shares, np.nan) * close
+    out["MarketCapUnknown"] = ~(shares > 0)
     return out
 
 
