@@ -1,7 +1,7 @@
 """Task runners and the shared data store for the scoring fan-out.
 
 Ray workers must talk to the flow's Prefect API: without PREFECT_API_URL every worker starts a temporary server of
-its own (measured 28 s vs 4-8 s, see DESIGN.md). The runner below reads the API URL the flow is using at start and
+its own (measured 28 s vs 4-8 s for 8 trivial tasks, prefect 3.9.1 + ray 2.60). The runner reads the flow API URL at start and
 hands it to the workers through Ray's runtime_env, which also covers workers of a cluster joined via RAY_ADDRESS.
 """
 
@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 from prefect.task_runners import ThreadPoolTaskRunner
+
+from technic_v4.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +34,43 @@ def current_api_url() -> str | None:
         return None
 
 
+# Runner policy for TECHNIC_TASK_RUNNER=auto. Measured on this box (2 cores, benchmarks/bench_user_wait.py): a local
+# Ray pays ~3-4 s of ray.init plus per-job worker start-up and imports before the first chunk runs, while threads score
+# 6,000 symbols in ~0.3 s; below RAY_MIN_SYMBOLS threads always finished first. A configured cluster (RAY_ADDRESS)
+# is already running and brings more cores than this process has, so auto uses it whenever there is work.
+RAY_MIN_SYMBOLS = 200_000
+RUNNERS = ("auto", "ray", "thread")
+
+
+def choose_runner(kind: str | None, n_symbols: int, settings) -> tuple[str, str]:
+    """(runner kind, human reason) for scoring `n_symbols`: `kind` (ScanConfig.task_runner or TECHNIC_TASK_RUNNER,
+    default auto) as asked, with auto resolved by the measured policy above."""
+    kind = (kind or "auto").strip().lower()
+    if kind not in RUNNERS:
+        raise ConfigError(f"task runner {kind!r} is unknown; use {', '.join(RUNNERS)}")
+    if kind == "ray":
+        where = f"the Ray cluster at {settings.ray_address}" if settings.ray_address else "a local Ray"
+        return "ray", f"ray asked for: {where}"
+    if kind == "thread":
+        return "thread", "thread asked for: threads in the flow process"
+    if n_symbols == 0:
+        return "thread", "auto: nothing to score, so no Ray is started"
+    if settings.ray_address:
+        return "ray", f"auto: RAY_ADDRESS={settings.ray_address} configures a running cluster"
+    if n_symbols >= RAY_MIN_SYMBOLS:
+        return "ray", f"auto: {n_symbols:,} symbols >= {RAY_MIN_SYMBOLS:,}, where a local Ray beats threads here"
+    return "thread", (f"auto: {n_symbols:,} symbols < {RAY_MIN_SYMBOLS:,}; threads finish first without a cluster "
+                      "(a local Ray start costs ~3-4 s)")
+
+
 def make_task_runner(kind: str, max_workers: int, ray_address: str | None = None):
-    """`thread` (rollback switch) or `ray` (RayTaskRunner that forwards the Prefect API URL)."""
+    """`thread` or `ray` (RayTaskRunner that forwards the Prefect API URL); resolve `auto` with choose_runner first."""
+    if kind == "auto":  # a caller that does not know the work size: a configured cluster, else threads
+        kind = "ray" if ray_address else "thread"
     if kind == "thread":
         return ThreadPoolTaskRunner(max_workers=max_workers)
     if kind != "ray":
-        raise ValueError(f"task runner {kind!r} is unknown; use 'ray' or 'thread'")
+        raise ConfigError(f"task runner {kind!r} is unknown; use 'ray' or 'thread'")
     from prefect_ray import RayTaskRunner
 
     class ApiAwareRayTaskRunner(RayTaskRunner):

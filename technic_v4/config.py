@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from technic_v4.errors import ConfigError
 
 DataSourceName = Literal["auto", "polygon", "flatfiles", "simulated"]
-TaskRunnerName = Literal["ray", "thread"]
+TaskRunnerName = Literal["auto", "ray", "thread"]
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
 
@@ -51,7 +51,12 @@ class Settings(BaseSettings):
         True, validation_alias="TECHNIC_ASYNC_IO", description="0 = synchronous fetch path (rollback switch)."
     )
     task_runner: TaskRunnerName = Field(
-        "ray", validation_alias="TECHNIC_TASK_RUNNER", description="ray|thread; thread is the rollback switch."
+        "auto",
+        validation_alias="TECHNIC_TASK_RUNNER",
+        description="auto|ray|thread; auto = Ray when RAY_ADDRESS is set or the scan is big enough to win, else threads.",
+    )
+    panel_cache: bool = Field(
+        True, validation_alias="TECHNIC_PANEL_CACHE", description="0 = read every day file per scan (rollback switch)."
     )
     max_concurrency: int = Field(
         16, ge=1, le=512, validation_alias="TECHNIC_MAX_CONCURRENCY", description="HTTP requests in flight at once."

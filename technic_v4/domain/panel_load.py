@@ -1,4 +1,4 @@
-"""Loading a Panel from the bar store: one read of every needed day, a vectorized scatter, split adjustment."""
+"""Loading a Panel from the bar store: raw bars from the columnar panel cache (or the day files), split adjustment."""
 
 from __future__ import annotations
 
@@ -6,74 +6,80 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
 
+from technic_v4.config import load_settings
 from technic_v4.domain.panel import FIELDS, Panel
 from technic_v4.store.bar_store import BarStore
+from technic_v4.store.panel_cache import PanelCache, RawBars, read_raw_bars
 
 
 def load_panel(
-    store: BarStore, days: list[dt.date], symbols=None, splits: pd.DataFrame | None = None, duplicates: list | None = None
+    store: BarStore,
+    days: list[dt.date],
+    symbols=None,
+    splits: pd.DataFrame | None = None,
+    duplicates: list | None = None,
+    cache: bool | None = None,
 ) -> Panel:
     """A dates x symbols panel of the stored `days` (missing days are skipped), split-adjusted as of the last day.
 
-    One multi-threaded pyarrow read of all day files, then a vectorized scatter into (T, N) arrays. A (date,
-    symbol) stored twice cannot be told apart, so its bar becomes NaN and, when `duplicates` is a list, a record
-    {symbol, date, check, details} per duplicate is appended to it for the quarantine report.
+    `symbols` picks the columns in that order (unknown ones all NaN); by default every symbol seen, sorted. Bars come
+    from the panel cache (TECHNIC_PANEL_CACHE, default on), which reads only new or changed days from the store;
+    `cache=False` reads every day file. A (date, symbol) stored twice cannot be told apart, so its bar becomes NaN
+    and, when `duplicates` is a list, a record {symbol, date, check, details} per duplicate is appended to it.
     """
-    days, table = store.read_bars(days, FIELDS)
-    sym = table.column("symbol")
-    names = np.asarray(sym.chunk(0).dictionary.to_pylist() if sym.num_chunks else [], dtype=object)
-    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in sym.chunks]) if sym.num_chunks else np.array([], int)
-    if symbols is None:
-        order = np.argsort(names.astype(str), kind="stable")
-        cols = np.empty(len(names), dtype=np.int64)
-        cols[order] = np.arange(len(names))
-        symbols = names[order]
-    else:
-        symbols = np.asarray(list(symbols), dtype=object)
-        cols = pd.Index(symbols).get_indexer(names)
-    col = cols[codes]
-    dates = np.array(days, dtype="datetime64[D]")
-    day_numbers = pa.compute.cast(table.column("date"), pa.int32()).to_numpy()
-    row = np.searchsorted(dates.astype(np.int64), day_numbers)
-    ok = col >= 0
-    dup_cells = _duplicate_cells(row[ok], col[ok], len(symbols))
-    arrays = {}
-    for f in FIELDS:
-        a = np.full((len(dates), len(symbols)), np.nan)
-        a[row[ok], col[ok]] = table.column(f).to_numpy(zero_copy_only=False)[ok]
-        a.ravel()[dup_cells] = np.nan
-        arrays[f] = a
-    if dup_cells.size and duplicates is not None:
-        r, c = np.divmod(dup_cells, len(symbols))
+    raw = load_raw(store, days, cache)
+    if symbols is not None:
+        raw = _pick(raw, np.asarray(list(symbols), dtype=object))
+    arrays = {f: raw.fields[f] for f in FIELDS}
+    if duplicates is not None:
         duplicates.extend(
-            {"symbol": symbols[ci], "date": str(dates[ri]), "check": "unique (symbol, date)",
-             "details": "stored more than once; bar dropped"}
-            for ri, ci in zip(r, c)
+            {"symbol": s, "date": d, "check": "unique (symbol, date)", "details": "stored more than once; bar dropped"}
+            for s, d in raw.duplicates
         )
     if splits is not None and len(splits):
-        adjust_for_splits(arrays, dates, symbols, splits)
-    return Panel(dates=dates, symbols=symbols, **arrays)
+        adjust_for_splits(arrays, raw.dates, raw.symbols, splits)
+    return Panel(dates=raw.dates, symbols=raw.symbols, **arrays)
 
 
-def _duplicate_cells(rows: np.ndarray, cols: np.ndarray, n_symbols: int) -> np.ndarray:
-    """Flat (row * N + col) indices hit by more than one stored bar."""
-    flat = rows.astype(np.int64) * n_symbols + cols
-    uniq, counts = np.unique(flat, return_counts=True)
-    return uniq[counts > 1]
+def load_raw(store: BarStore, days: list[dt.date], cache: bool | None = None) -> RawBars:
+    """Raw (unadjusted) bars of every symbol seen in the stored `days`, sorted by symbol."""
+    use_cache = load_settings().panel_cache if cache is None else cache
+    return PanelCache(store).load(days) if use_cache else read_raw_bars(store, days)
+
+
+def _pick(raw: RawBars, symbols: np.ndarray) -> RawBars:
+    """Columns for `symbols` in that order; a symbol without bars gets an all-NaN column."""
+    pos = pd.Index(raw.symbols).get_indexer(symbols)
+    found = pos >= 0
+    shape = (len(raw.dates), len(symbols))
+    fields = {}
+    for f in FIELDS:
+        a = np.full(shape, np.nan)
+        a[:, found] = raw.fields[f][:, pos[found]]
+        fields[f] = a
+    present = np.zeros(shape, dtype=bool)
+    present[:, found] = raw.present[:, pos[found]]
+    order = {s: i for i, s in enumerate(symbols)}
+    dups = sorted((dup for dup in raw.duplicates if dup[0] in order), key=lambda dup: (dup[1], order[dup[0]]))
+    return RawBars(raw.dates, symbols, fields, present, dups)
 
 
 def adjust_for_splits(arrays: dict[str, np.ndarray], dates: np.ndarray, symbols: np.ndarray, splits: pd.DataFrame) -> None:
     """In place: bars before each split's execution date scaled to post-split shares (prices × from/to, volume ×
     to/from). Only splits executed within the panel's dates apply; later ones are not known as of its last day."""
+    adjust_fields(arrays, dates, symbols, splits, ("open", "high", "low", "close"), ("volume",))
+
+
+def adjust_fields(arrays, dates, symbols, splits, prices: tuple[str, ...], volumes: tuple[str, ...]) -> None:
+    """adjust_for_splits on the given price and volume fields only."""
     pos = pd.Index(symbols).get_indexer(splits["symbol"])
     when = pd.to_datetime(splits["execution_date"]).values.astype("datetime64[D]")
     ratio = (splits["split_from"] / splits["split_to"]).to_numpy(dtype=float)
     applies = (pos >= 0) & (when > dates[0]) & (when <= dates[-1]) & np.isfinite(ratio) & (ratio > 0)
     for p, w, r in zip(pos[applies], when[applies], ratio[applies]):  # one pass per split (tens), not per symbol
         rows = dates < w
-        for f in ("open", "high", "low", "close"):
+        for f in prices:
             arrays[f][rows, p] *= r
-        arrays["volume"][rows, p] /= r
+        for f in volumes:
+            arrays[f][rows, p] /= r
