@@ -29,7 +29,13 @@ def make_source(settings: Settings, override: str | None = None) -> MarketDataSo
         from technic_v4.data.polygon.source import PolygonSource
 
         settings.api_key()  # raises a clear ConfigError when the key is missing
-        return PolygonSource.from_settings(settings)
+        rest = PolygonSource.from_settings(settings)
+        if settings.flatfiles_dir is None:
+            return rest
+        from technic_v4.data.flatfiles import FlatFileSource
+
+        # Flat files for the backfill: bars from files, REST only for reference data, splits and days without a file.
+        return FlatFileSource(settings.flatfiles_dir, reference_source=rest, rest_fallback=True)
     if name == "flatfiles":
         from technic_v4.data.flatfiles import FlatFileSource
 

@@ -3,7 +3,9 @@
 Polygon's S3 layout `us_stocks_sip/day_aggs_v1/YYYY/MM/YYYY-MM-DD.csv.gz` and a flat folder of such files both work
 (the folder is searched recursively). Columns: ticker,volume,open,close,high,low,window_start,transactions, with
 window_start the bar start in Unix nanoseconds (midnight New York). Flat files carry no VWAP (NaN) and no reference
-data: reference() and splits() go to `reference_source` (Polygon REST), or fail clearly when there is none.
+data: reference(), listing(), ticker_details() and splits() go to `reference_source` (Polygon REST), or fail clearly
+when there is none. With `rest_fallback`, a trading day without a file (Polygon publishes a day's file the next
+morning) comes from the reference source's grouped-daily endpoint: files for the backfill, one call for the newest day.
 
 A file that does not match that format raises DataSourceError naming the file, the number of bad rows and examples:
 a half-parsed day would be stored as if complete.
@@ -72,10 +74,14 @@ class FlatFileSource(MarketDataSource):
     name = "flatfiles"
     simulated = False
 
-    def __init__(self, directory: str | Path, *, reference_source: MarketDataSource | None = None):
+    def __init__(
+        self, directory: str | Path, *, reference_source: MarketDataSource | None = None, rest_fallback: bool = False
+    ):
         super().__init__()
         self.directory = Path(directory)
         self.reference_source = reference_source
+        self.rest_fallback = rest_fallback and reference_source is not None
+        self.listing_has_details = reference_source.listing_has_details if reference_source is not None else True
         if reference_source is not None:
             self.counter = reference_source.counter  # the REST calls reference data costs are this source's API calls
         self._index: dict[dt.date, Path] | None = None
@@ -113,6 +119,8 @@ class FlatFileSource(MarketDataSource):
         if not is_trading_day(day):
             return empty_frame(DAY_COLUMNS)
         path = self.path_for(day)
+        if path is None and self.rest_fallback:
+            return await self.reference_source.grouped_daily(day)
         if path is None:
             raise DataSourceError(
                 f"no flat file {flat_file_name(day)} for trading day {day} under {self.directory} "
@@ -132,8 +140,17 @@ class FlatFileSource(MarketDataSource):
     async def reference(self) -> pd.DataFrame:
         return await self._reference("reference data (shares outstanding, sector)").reference()
 
+    async def listing(self) -> pd.DataFrame:
+        return await self._reference("the ticker listing").listing()
+
+    async def ticker_details(self, symbols: list[str]) -> pd.DataFrame:
+        return await self._reference("ticker details (shares outstanding, SIC)").ticker_details(symbols)
+
     async def splits(self, since: dt.date | None = None) -> pd.DataFrame:
         return await self._reference("split history").splits(since)
+
+    async def snapshot(self) -> pd.DataFrame:
+        return await self._reference("an intraday snapshot").snapshot()
 
     async def aclose(self) -> None:
         if self.reference_source is not None:

@@ -66,6 +66,7 @@ class MarketDataSource(abc.ABC):
 
     name: str = "abstract"
     simulated: bool = False  # outputs from a simulated source are labelled SIMULATED
+    listing_has_details: bool = True  # False: shares outstanding/SIC cost one ticker_details call per symbol
 
     def __init__(self) -> None:
         self.counter = RequestCounter()
@@ -77,6 +78,15 @@ class MarketDataSource(abc.ABC):
     @abc.abstractmethod
     async def reference(self) -> pd.DataFrame:
         """The listed universe (REFERENCE_COLUMNS), including shares outstanding and sector/industry."""
+
+    async def listing(self) -> pd.DataFrame:
+        """The listed universe as cheaply as the source can give it (REFERENCE_COLUMNS); without per-symbol details
+        (NaN shares outstanding, no SIC) when `listing_has_details` is False."""
+        return await self.reference()
+
+    async def ticker_details(self, symbols: list[str]) -> pd.DataFrame:
+        """Per-symbol details (REFERENCE_COLUMNS + sic_description + details_status), one request per symbol."""
+        raise NotImplementedError(f"{self.name} has no per-symbol ticker details")
 
     @abc.abstractmethod
     async def splits(self, since: dt.date | None = None) -> pd.DataFrame:

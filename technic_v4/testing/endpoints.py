@@ -53,6 +53,9 @@ class MarketEndpoints:
         self.sessions: list[dt.date] = list(market.sessions)
         self.today = min(today, self.sessions[-1])  # never after the market's last session
         self.snapshot_fraction = snapshot_fraction
+        # day -> share of its volume known so far: that day's grouped bars are still being revised (late trades),
+        # served as the partial session, never cached; delete the entry to serve the settled bars
+        self.provisional: dict[dt.date, float] = {}
         self._columns = {s: i for i, s in enumerate(np.asarray(market.symbols))}
         self._grouped: dict[tuple[dt.date, bool], tuple[int, bytes]] = {}
         self._day_arrays: dict[tuple[dt.date, bool], np.ndarray] = {}
@@ -77,18 +80,24 @@ class MarketEndpoints:
         """(count, the encoded `results` array) of one grouped day, cached as bytes: 250 days of 6,000 symbols as
         Python dicts would take about a gigabyte, as JSON about a fifth of that."""
         key = (day, adjusted)
+        if day in self.provisional and self._served(day) and not adjusted:
+            return self._encode_day(day, self.market.snapshot(day, fraction=self.provisional[day]))
         with self._lock:
             cached = self._grouped.get(key)
         if cached is None:
             frame = self.market.day(day, adjusted=adjusted) if self._served(day) else self.market.day(day).iloc[0:0]
-            records = bar_records(frame, {"symbol": "T", **SHORT})
-            stamp = unix_ms(day, at_close=True) if records else 0
-            for r in records:
-                r["t"] = stamp
-            cached = (len(records), dumps(records))
+            cached = self._encode_day(day, frame)
             with self._lock:
                 self._grouped[key] = cached
         return cached
+
+    @staticmethod
+    def _encode_day(day: dt.date, frame: pd.DataFrame) -> tuple[int, bytes]:
+        records = bar_records(frame, {"symbol": "T", **SHORT})
+        stamp = unix_ms(day, at_close=True) if records else 0
+        for r in records:
+            r["t"] = stamp
+        return len(records), dumps(records)
 
     def day_array(self, day: dt.date, adjusted: bool) -> np.ndarray:
         """(len(BAR_FIELDS), n_symbols) bars of one session aligned to market.symbols; NaN where no bar (cached)."""

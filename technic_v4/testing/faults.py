@@ -154,6 +154,16 @@ class RequestLog:
                 return self.total if kind is None else self.received[kind]
             return sum(n for (k, s), n in self.by_status.items() if s == status and kind in (None, k))
 
+    def mark(self) -> int:
+        """A point in the log; `since(mark)` counts what arrived after it (per-scan request counts)."""
+        with self._lock:
+            return len(self.arrivals)
+
+    def since(self, mark: int) -> Counter:
+        """Requests received after `mark`, per endpoint kind."""
+        with self._lock:
+            return Counter(k for _, k, _ in self.arrivals[mark:])
+
     def times(self, kind: str | None = None) -> list[float]:
         with self._lock:
             return [t for t, k, _ in self.arrivals if kind in (None, k)]

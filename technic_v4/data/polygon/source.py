@@ -28,6 +28,7 @@ from technic_v4.data.polygon.records import TickerDetails
 from technic_v4.data.polygon.policy import NotFound
 from technic_v4.data.polygon.sectors import industry_for, sector_for_sic
 from technic_v4.data.source import MarketDataSource
+from technic_v4.errors import AuthError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class PolygonSource(MarketDataSource):
 
     name = "polygon"
     simulated = False
+    listing_has_details = False
 
     def __init__(self, client: PolygonClient, *, reference_types: tuple[str, ...] = REFERENCE_TYPES, details: bool = True):
         super().__init__()
@@ -83,6 +85,18 @@ class PolygonSource(MarketDataSource):
             details = [None] * len(listing)
         return reference_frame(listing, details)
 
+    async def listing(self) -> pd.DataFrame:
+        """The listing alone: one request per page (~8 for 6,000 symbols), no shares outstanding or SIC yet."""
+        listings = [await self.client.list_tickers(ticker_type=t) for t in self.reference_types]
+        listing = pd.concat(listings, ignore_index=True).drop_duplicates("symbol", keep="last")
+        listing = listing.sort_values("symbol", ignore_index=True)
+        return reference_frame(listing, [None] * len(listing))
+
+    async def ticker_details(self, symbols: list[str]) -> pd.DataFrame:
+        """One details request per symbol (bounded concurrency); a 404 gives a row with details_status not_found."""
+        details = await bounded_map(self._details_or_none, list(symbols), self.client.max_concurrency)
+        return details_frame(list(symbols), details)
+
     async def _details_or_none(self, symbol: str) -> TickerDetails | None:
         try:
             return await self.client.get_ticker_details(symbol)
@@ -94,7 +108,16 @@ class PolygonSource(MarketDataSource):
         return await self.client.list_splits(since=since)
 
     async def snapshot(self) -> pd.DataFrame:
-        return await self.client.get_snapshot()
+        try:
+            return await self.client.get_snapshot()
+        except AuthError as exc:
+            if exc.status != 403:
+                raise
+            raise AuthError(
+                "your Polygon plan lacks snapshots (HTTP 403 NOT_AUTHORIZED on the all-tickers snapshot): an intraday "
+                "scan needs a plan with snapshot access; run the daily scan (intraday=false) instead. "
+                f"Server said: {exc}", status=403, path=exc.path,
+            ) from None
 
     async def ticker_range(self, symbol: str, start: dt.date, end: dt.date) -> pd.DataFrame:
         return await self.client.get_ticker_range(symbol, start, end, adjusted=False)
@@ -160,4 +183,20 @@ def reference_frame(listing: pd.DataFrame, details: list[TickerDetails | None]) 
     )
     out = conform(frame, REFERENCE_COLUMNS)
     out["sic_description"] = sic_description
+    return out
+
+
+def details_frame(symbols: list[str], details: list[TickerDetails | None]) -> pd.DataFrame:
+    """Ticker-details answers -> REFERENCE_COLUMNS + sic_description + details_status (ok / not_found)."""
+    listing = pd.DataFrame(
+        {
+            "symbol": symbols,
+            "name": [d.name if d is not None else None for d in details],
+            "type": [d.type if d is not None else None for d in details],
+            "active": [bool(d.active) if d is not None and d.active is not None else True for d in details],
+            "primary_exchange": [d.primary_exchange if d is not None else None for d in details],
+        }
+    )
+    out = reference_frame(listing, details)
+    out["details_status"] = ["ok" if d is not None else "not_found" for d in details]
     return out
