@@ -6,6 +6,7 @@ A bad value raises ConfigError naming the environment variable, e.g.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Literal
 
@@ -80,6 +81,22 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(
         None, validation_alias="RAY_ADDRESS", description="Join an existing Ray cluster (e.g. auto) instead of a local one."
     )
+    details_per_scan: int | Literal["auto", "all"] = Field(
+        "auto",
+        validation_alias="TECHNIC_DETAILS_PER_SCAN",
+        description="Ticker-details calls per scan: auto = fill the scan up to ~100 calls (none on a cold scan), "
+        "a number = at most that many, all = every symbol that needs them now (paid plans).",
+    )
+    details_max_age_days: int = Field(
+        90, ge=1, le=3650, validation_alias="TECHNIC_DETAILS_MAX_AGE_DAYS",
+        description="Refetch a symbol's ticker details (shares outstanding, SIC) after this many days: a quarter, "
+        "as shares outstanding are reported quarterly; a split since the fetch makes them stale at once.",
+    )
+    settle_time: dt.time = Field(
+        dt.time(20, 30), validation_alias="TECHNIC_SETTLE_TIME",
+        description="New York time after which a session's daily bar is final (extended hours end 20:00); a day "
+        "fetched earlier is stored provisional and refetched once after it.",
+    )
     lock_timeout: float = Field(
         120.0, gt=0, validation_alias="TECHNIC_LOCK_TIMEOUT", description="Seconds to wait for the bar-store lock."
     )
@@ -95,6 +112,21 @@ class Settings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
+
+    @field_validator("details_per_scan", mode="before")
+    @classmethod
+    def _details_budget(cls, v):
+        if isinstance(v, str):
+            v = v.strip().lower()
+            return int(v) if v.isdigit() else v
+        return v
+
+    @field_validator("details_per_scan")
+    @classmethod
+    def _details_not_negative(cls, v):
+        if isinstance(v, int) and v < 0:
+            raise ValueError("must be >= 0, auto or all")
+        return v
 
     @field_validator("data_source", "task_runner", mode="before")
     @classmethod

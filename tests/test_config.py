@@ -1,3 +1,5 @@
+import datetime as dt
+
 import pytest
 
 from technic_v4.config import load_settings
@@ -65,3 +67,19 @@ def test_missing_key_error_is_actionable(monkeypatch):
     monkeypatch.delenv("POLYGON_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="POLYGON_API_KEY is not set"):
         load_settings().api_key()
+
+
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), ("ALL", "all"), ("40", 40), ("0", 0)])
+def test_details_per_scan_is_auto_all_or_a_count(monkeypatch, value, expected):
+    monkeypatch.setenv("TECHNIC_DETAILS_PER_SCAN", value)
+    assert load_settings().details_per_scan == expected
+
+
+def test_details_per_scan_rejects_negative_and_settle_time_parses(monkeypatch):
+    monkeypatch.setenv("TECHNIC_DETAILS_PER_SCAN", "-3")
+    with pytest.raises(ConfigError, match="TECHNIC_DETAILS_PER_SCAN"):
+        load_settings()
+    monkeypatch.delenv("TECHNIC_DETAILS_PER_SCAN")
+    assert load_settings().settle_time == dt.time(20, 30)
+    monkeypatch.setenv("TECHNIC_SETTLE_TIME", "07:00")
+    assert load_settings().settle_time == dt.time(7, 0)
