@@ -9,7 +9,7 @@ PYTEST := $(VPY) -m pytest
 # the machine's pip config lists local mirror folders that may not exist; hide that noise only
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: venv scan test test-slow test-all bench server clean-data
+.PHONY: venv scan test test-slow test-all bench server stop status clean-data
 venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -38,6 +38,13 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(VPY) -m benchmarks.run $(ARGS)
 
-## make server: a local Prefect server + work pool + worker (see deployments/start_local_stack.sh)
+## make server: a local Prefect server + work pool + deployments + worker (TECHNIC_RAY_HEAD=1 adds a Ray head);
+## Ctrl-C or `make stop` stops all of it. `make status` says what runs and where the UI is.
 server: $(STAMP)
-	bash deployments/start_local_stack.sh
+	@exec $(VPY) deployments/local_stack.py start
+
+stop: $(STAMP)
+	@$(VPY) deployments/local_stack.py stop
+
+status: $(STAMP)
+	@$(VPY) deployments/local_stack.py status

@@ -133,21 +133,52 @@ def config() -> None:
 
 @app.command()
 def blacklist(clear: bool = typer.Option(False, help="Forget every low-volume streak")) -> None:
-    """Show or clear the persisted low-volume blacklist."""
+    """Show or clear the persisted low-volume blacklist, per scan configuration."""
+    from technic_v4.pipeline.state import ScanState
     from technic_v4.store.bar_store import BarStore
 
     s = load_settings()
     store = BarStore(s.data_dir, lock_timeout=s.lock_timeout)
-    state = store.read_state("scan") or {}
-    streaks = state.get("blacklist", {})
+    states = ScanState.load_all(store)
     if clear:
-        state["blacklist"] = {}
-        with store.lock():
-            store.write_state("scan", state)
-        console.print(f"cleared {len(streaks)} low-volume streaks")
+        for state in states:
+            state.blacklist = {}
+            state.save(store)
+        console.print(f"cleared the low-volume streaks of {len(states)} scan configuration(s)")
         return
-    listed = sorted((k for k, v in streaks.items() if v >= 5), key=str)
-    console.print(f"{len(listed)} symbols at or past 5 low-volume scans in a row: {', '.join(listed[:100])}")
+    if not states:
+        console.print("no scan has run yet: no blacklist")
+    for state in states:
+        after = int(state.config.get("blacklist_after", 5))
+        listed = state.blacklisted(after)
+        shown = ", ".join(listed[:100]) + (f" … and {len(listed) - 100} more" if len(listed) > 100 else "")
+        console.print(f"configuration {state.key} (max_symbols {state.config.get('max_symbols', '?')}): "
+                      f"{len(listed)} symbols at or past {after} low-volume scans in a row: {shown}")
+
+
+@app.command()
+def evaluate(
+    start: Optional[str] = typer.Option(None, help="First session YYYY-MM-DD (default: --sessions before end)"),
+    end: Optional[str] = typer.Option(None, help="Last session YYYY-MM-DD (default: last completed session)"),
+    sessions: int = typer.Option(250, help="Sessions evaluated when --start is not given"),
+    max_symbols: int = typer.Option(6000, help="Most liquid N symbols per day, as the scan's"),
+    horizons: str = typer.Option("1,5,21", help="Forward-return horizons in sessions"),
+    source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|simulated"),
+    runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
+) -> None:
+    """Walk-forward evaluation: did TechRating and the signals predict forward returns? (Prefect flow `evaluate`)"""
+    from technic_v4.evaluation import EvalConfig, run_evaluation
+
+    try:
+        config = EvalConfig.build(
+            start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
+            sessions=sessions, max_symbols=max_symbols, horizons=horizons, data_source=source, task_runner=runner,
+        )
+    except (TechnicError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _, summary = run_evaluation(config)
+    console.print(summary["message"])
 
 
 def main() -> None:

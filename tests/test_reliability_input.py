@@ -58,10 +58,15 @@ def test_bad_env_value_stops_the_scan_before_it_starts(prefect_api, sim_env, mon
     assert not (sim_env / "bars").exists()  # nothing was fetched or written
 
 
-def test_bad_env_at_import_of_the_flow_module_names_the_variable():
-    """A worker importing flows.scan with a bad env (deployment entry point) gets the same clear message."""
-    proc = subprocess.run([sys.executable, "-c", "import flows.scan"], cwd=ROOT, capture_output=True, text=True,
-                          env=child_env(TECHNIC_MAX_WORKERS="abc"), timeout=120)
+def test_bad_env_in_a_worker_fails_the_run_naming_the_variable():
+    """The runner and settings are read per run, not at import: a worker importing flows.scan (deployment entry
+    point) imports fine with a bad env, and the run itself fails with a message that names the variable."""
+    env = child_env(TECHNIC_MAX_WORKERS="abc")
+    imported = subprocess.run([sys.executable, "-c", "import flows.scan"], cwd=ROOT, capture_output=True, text=True,
+                              env=env, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    proc = subprocess.run([sys.executable, "-c", "from technic_v4.api import run_scan; run_scan()"], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode != 0
     assert "ConfigError" in proc.stderr and "TECHNIC_MAX_WORKERS='abc'" in proc.stderr
 
@@ -97,7 +102,7 @@ def test_flatfiles_without_a_folder_is_a_clear_error(prefect_api, sim_env, monke
 def test_unknown_watchlist_symbols_are_reported_and_known_ones_scored(prefect_api, sim_env):
     out = scan(watchlist="zzzz qqq, NOPE1", max_symbols=50)
     assert out.summary["unknown_watchlist"] == ["NOPE1", "ZZZZ"]
-    assert "watchlist symbols not found: ['NOPE1', 'ZZZZ']" in out.message
+    assert "watchlist symbols not found: NOPE1, ZZZZ" in out.message
     assert "QQQ" in set(out.results["Symbol"])
 
 

@@ -2,6 +2,11 @@
 
 One grouped-daily request per missing trading day, never one per symbol. Each day is written to the store as soon
 as it arrives, so a scan killed mid-backfill keeps every finished day for the next run.
+
+Settled vs provisional: Polygon keeps revising a day's bar as late trades arrive (extended hours until 20:00 New York,
+late FINRA reports). A day is *settled* at TECHNIC_SETTLE_TIME (default 20:30 New York) on its session date; fetched
+before that it is stored provisional (final=false), used, reported, and fetched again by the next scan. A provisional
+day is never a cache hit; the first fetch after the settle time stores it final, and from then on it costs nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
 
+from technic_v4.calendar import NY
 from technic_v4.data.source import MarketDataSource
 from technic_v4.errors import AuthError, DataSourceError
 from technic_v4.store.bar_store import BarStore
@@ -20,45 +26,79 @@ from technic_v4.store.bar_store import BarStore
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+DEFAULT_SETTLE_TIME = dt.time(20, 30)  # New York; extended hours end 20:00, late prints trickle in after
+
+
+def settles_at(day: dt.date, settle_time: dt.time = DEFAULT_SETTLE_TIME) -> dt.datetime:
+    """When `day`'s daily bar is final: its settle time in New York on the session date."""
+    return dt.datetime.combine(day, settle_time, tzinfo=NY)
+
+
+def is_settled(day: dt.date, now: dt.datetime, settle_time: dt.time = DEFAULT_SETTLE_TIME) -> bool:
+    if now.tzinfo is None:
+        raise ValueError(f"`now` must be timezone-aware, got {now!r}")
+    return now >= settles_at(day, settle_time)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 @dataclass
 class FetchReport:
-    """What one ensure_days call did, counted per day and per bar (symbol-day)."""
+    """What one ensure_days call fetched (days it found stored are the caller's to count, once, in BarsReport)."""
 
-    needed: list[dt.date] = field(default_factory=list)
-    reused: list[dt.date] = field(default_factory=list)
     fetched: list[dt.date] = field(default_factory=list)
+    provisional: list[dt.date] = field(default_factory=list)  # fetched before their settle time: refetched later
+    settled: list[dt.date] = field(default_factory=list)  # were provisional, now refetched and stored final
     failed: dict[str, str] = field(default_factory=dict)  # ISO day -> error message
-    reused_bars: int = 0
     fetched_bars: int = 0
 
-    def merge(self, other: FetchReport) -> FetchReport:
-        return FetchReport(
-            needed=self.needed + other.needed,
-            reused=self.reused + other.reused,
-            fetched=self.fetched + other.fetched,
-            failed={**self.failed, **other.failed},
-            reused_bars=self.reused_bars + other.reused_bars,
-            fetched_bars=self.fetched_bars + other.fetched_bars,
-        )
+
+@dataclass
+class BarsReport:
+    """The fetch stage's one report: which days the panel gets and how many bar-days came from cache or the API."""
+
+    days: list[dt.date] = field(default_factory=list)  # days available for the panel, oldest first
+    fetched: set[str] = field(default_factory=set)  # ISO days fetched by this run
+    failed: dict[str, str] = field(default_factory=dict)
+    months_cached: int = 0
+    months_run: int = 0
+    bars_reused: int = 0
+    bars_fetched: int = 0
+    oldest_cache_age_hours: float = 0.0
 
     @property
     def cache_hit_rate(self) -> float:
         """Cached bar-days / needed bar-days, counted from stored row counts (1.0 when nothing was needed)."""
-        total = self.reused_bars + self.fetched_bars
-        return self.reused_bars / total if total else 1.0
+        total = self.bars_reused + self.bars_fetched
+        return self.bars_reused / total if total else 1.0
 
-    def as_dict(self) -> dict:
-        return {
-            "days_needed": len(self.needed),
-            "days_reused": len(self.reused),
-            "days_fetched": len(self.fetched),
-            "days_failed": dict(self.failed),
-            "bars_reused": self.reused_bars,
-            "bars_fetched": self.fetched_bars,
-            "cache_hit_rate": round(self.cache_hit_rate, 6),
-        }
+    def add_month(self, result: dict, this_run: str) -> None:
+        """Fold in one month task's result; a result from an older run is a Prefect cache hit."""
+        if result["flow_run_id"] != this_run:
+            self.months_cached += 1
+            return
+        self.months_run += 1
+        self.fetched.update(result["fetched"])
+        self.failed.update(result["failed"])
+
+    def count_days(self, store: BarStore, days: list[dt.date], now: dt.datetime | None = None) -> None:
+        """Count every needed day once from its stored meta: fetched now or reused, and the oldest reuse's age."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        ages = []
+        for d in days:
+            info = store.day_info(d)
+            if info is None:
+                continue
+            self.days.append(d)
+            if d.isoformat() in self.fetched:
+                self.bars_fetched += info["rows"]
+            else:
+                self.bars_reused += info["rows"]
+                ages.append((now - info["fetched_at"]).total_seconds() / 3600)
+        self.oldest_cache_age_hours = round(max(ages), 2) if ages else 0.0
+        self.failed = {d: m for d, m in self.failed.items() if dt.date.fromisoformat(d) not in self.days}
 
 
 def month_key(day: dt.date) -> str:
@@ -75,21 +115,23 @@ async def ensure_days(
     source: MarketDataSource,
     days: list[dt.date],
     *,
-    final: bool = True,
+    now: dt.datetime | None = None,
+    settle_time: dt.time = DEFAULT_SETTLE_TIME,
+    final: bool | None = None,
     on_missing: str = "skip",
     progress: ProgressFn | None = None,
 ) -> FetchReport:
-    """Fetch the days not yet in `store` concurrently (the source bounds concurrency) and store each one.
+    """Fetch the days not stored final in `store` concurrently (the source bounds concurrency) and store each one.
 
+    A day is stored final when it is settled at `now` (default: the wall clock; tests inject one), else
+    provisional; `final` forces either. A provisional day already stored is fetched again, never reused.
     `on_missing="skip"` reports a day that stays broken in `failed` and goes on; `"fail"` raises DataSourceError
-    naming every failed day. Reused days are those already stored as final.
+    naming every failed day.
     """
-    report = FetchReport(needed=list(days))
+    now = now or utcnow()
+    report = FetchReport()
     missing = [d for d in days if not store.has_day(d, final_only=True)]
-    for d in days:
-        if d not in missing:
-            report.reused.append(d)
-            report.reused_bars += store.day_info(d)["rows"]
+    was_provisional = {d for d in missing if store.has_day(d, final_only=False)}
     done = 0
 
     async def one(day: dt.date) -> None:
@@ -105,17 +147,30 @@ async def ensure_days(
             if frame.empty:  # a session with no bars is not data yet: never cache it as a final day
                 report.failed[day.isoformat()] = f"no bars returned for trading day {day}"
                 return
-            store.write_day(day, frame, source=source.name, final=final)
+            day_final = is_settled(day, now, settle_time) if final is None else final
+            store.write_day(day, frame, source=source.name, final=day_final, fetched_at=now)
             report.fetched.append(day)
             report.fetched_bars += len(frame)
+            if not day_final:
+                report.provisional.append(day)
+            elif day in was_provisional:
+                report.settled.append(day)
         finally:
             done += 1
             if progress is not None:
                 progress(done, len(missing))
 
     await asyncio.gather(*(one(d) for d in missing))
-    report.fetched.sort()
+    for days_list in (report.fetched, report.provisional, report.settled):
+        days_list.sort()
     if report.failed and on_missing == "fail":
         listed = "; ".join(f"{d}: {m}" for d, m in sorted(report.failed.items()))
         raise DataSourceError(f"{len(report.failed)} trading day(s) could not be fetched: {listed}")
     return report
+
+
+def require_days(report: BarsReport, as_of: dt.date) -> None:
+    """A scan without a single trading day of bars cannot rank anything: fail with what went wrong."""
+    if not report.days:
+        failed = "; ".join(f"{d}: {m}" for d, m in sorted(report.failed.items())[:10]) or "nothing was stored"
+        raise DataSourceError(f"no trading days could be loaded for {as_of}; failed: {failed}")

@@ -26,10 +26,19 @@ def results_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "results"
 
 
-def read_previous(data_dir: Path) -> pd.DataFrame | None:
-    """The last published result table (with fingerprints), or None on a first scan."""
-    path = results_dir(data_dir) / "latest.parquet"
-    return pd.read_parquet(path) if path.exists() else None
+def config_results(data_dir: Path, key: str) -> Path:
+    """Where the last table of one scan configuration lives (see technic_v4.pipeline.state.config_key)."""
+    return results_dir(data_dir) / "by-config" / key / "latest.parquet"
+
+
+def read_previous(data_dir: Path, key: str) -> tuple[pd.DataFrame | None, str | None]:
+    """(the last result table of this configuration with fingerprints, its as-of), or (None, None) on its first scan."""
+    path = config_results(data_dir, key)
+    if not path.exists():
+        return None, None
+    table = pd.read_parquet(path)
+    as_of = str(pd.Timestamp(table["AsOf"].max()).date()) if "AsOf" in table and table["AsOf"].notna().any() else None
+    return table, as_of
 
 
 def signal_changes(previous: pd.DataFrame | None, current: pd.DataFrame) -> dict[str, list[str]]:
@@ -46,14 +55,19 @@ def signal_changes(previous: pd.DataFrame | None, current: pd.DataFrame) -> dict
     }
 
 
-def publish(results: pd.DataFrame, *, data_dir: Path, as_of: dt.date, report_md: str, meta: dict) -> PublishedPaths:
-    """Write every output atomically. `results` may carry internal columns (fingerprint); latest.csv drops them."""
+def publish(
+    results: pd.DataFrame, *, data_dir: Path, as_of: dt.date, report_md: str, meta: dict, key: str
+) -> PublishedPaths:
+    """Write every output atomically. `results` may carry internal columns (fingerprint); latest.csv drops them.
+    latest.* is the last scan of any configuration (what `technic top` shows); by-config/<key>/ feeds the next
+    scan of the same configuration."""
     out = results_dir(data_dir)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     history = out / "history" / f"as_of={as_of.isoformat()}" / f"scan-{stamp}.parquet"
     public = results.drop(columns=[c for c in results.columns if c == "fingerprint"])
     atomic_write(history, lambda p: results.to_parquet(p, index=False))
     latest_parquet = atomic_write(out / "latest.parquet", lambda p: results.to_parquet(p, index=False))
+    atomic_write(config_results(data_dir, key), lambda p: results.to_parquet(p, index=False))
     latest_csv = atomic_write(out / "latest.csv", lambda p: public.to_csv(p, index=False, float_format="%.6g"))
     report = atomic_write_text(out / "latest.md", report_md)
     atomic_write_text(out / "latest.json", json.dumps(meta, indent=2, default=str))

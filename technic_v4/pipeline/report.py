@@ -1,69 +1,145 @@
-"""The scan summary as text: the `msg` returned by run_scan and the Prefect markdown artifact. Figures only."""
+"""The scan summary as text people read: the `msg` of run_scan, the Prefect `scan-report` markdown and the trader's
+`scan-top` table. Figures only, in human units, long lists cut short, never a Python repr."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from technic_v4.pipeline.summary import ScanSummary
+
 SIM_BANNER = "SIMULATED DATA — deterministic simulated market, not real quotes"
+LIST_LIMIT = 25
+
+# What a trader reads first; the full table stays in the published CSV/parquet.
+TOP_COLUMNS = ["Symbol", "Signal", "TechRating", "Close", "Entry", "Stop", "Target", "RewardRisk", "Sector",
+               "RSI14", "ret_21d", "ATR14_pct", "pct_from_52w_high", "MarketCap_B"]
+PERCENT_COLUMNS = ("ret_21d", "ATR14_pct", "pct_from_52w_high")
 
 
 def signal_counts(results: pd.DataFrame) -> dict[str, int]:
     return {k: int(v) for k, v in results["Signal"].value_counts().items()}
 
 
-def format_message(s: dict) -> str:
+def short_list(items, limit: int = LIST_LIMIT) -> str:
+    items = [str(i) for i in items]
+    if not items:
+        return "none"
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f" … and {more} more" if more > 0 else "")
+
+
+def counts_text(counts: dict, empty: str = "none") -> str:
+    """{"grouped_daily": 300, "splits": 1} -> "grouped_daily 300, splits 1"."""
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items() if v) or empty
+
+
+def megabytes(mb: float) -> str:
+    return f"{mb / 1024:.2f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def seconds(s: float) -> str:
+    return f"{s:.2f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def top_table(results: pd.DataFrame, n: int = 50) -> list[dict]:
+    """The first `n` rows as JSON-safe records with the trader's columns, rounded (prices 2 dp, % 1 dp, cap in $B)."""
+    top = results.head(n).copy()
+    if "MarketCap" in top:
+        top["MarketCap_B"] = top["MarketCap"] / 1e9
+    cols = [c for c in TOP_COLUMNS if c in top]
+    out = top[cols].copy()
+    for c in cols:
+        if c in PERCENT_COLUMNS:
+            out[c] = (out[c] * 100).round(1)
+        elif pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c].round(2)
+    out = out.rename(columns={c: f"{c} %" for c in PERCENT_COLUMNS if c in out}).rename(
+        columns={"MarketCap_B": "MarketCap $B"})
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+            for r in out.to_dict("records")]
+
+
+def _stages(stages: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+
+
+def _changes(s: ScanSummary) -> str:
+    ch = s.changes
+    since = f"since the last scan of this configuration ({s.previous_as_of})" if s.previous_as_of else \
+        "first scan of this configuration"
+    return f"{since}: {len(ch['new'])} new, {len(ch['dropped'])} dropped, {len(ch['changed'])} flipped signals"
+
+
+def format_message(s: ScanSummary) -> str:
     """A compact multi-line summary for terminals and logs."""
-    m = s["metrics"]
-    lines = []
-    if s["simulated"]:
-        lines.append(SIM_BANNER)
+    m = s.metrics
+    lines = [SIM_BANNER] if s.simulated else []
     lines += [
-        f"scan as of {s['as_of']} | source {s['source']} | regime {s['regime']}",
-        f"universe {s['prescreen']['universe']} -> kept {s['prescreen']['kept']} | filtered "
-        + ", ".join(f"{k} {v}" for k, v in s["prescreen"]["filtered"].items() if v),
-        "signals " + ", ".join(f"{k} {v}" for k, v in s["signals"].items()),
-        f"scored {m['symbols_scored']} | reused {m['symbols_reused']} (unchanged bars) | quarantined bars "
-        f"{m['bars_quarantined']} | invalid result rows {m['invalid_rows']}",
-        f"API calls {m['api_calls']} (retries {m['api_retries']}; {m['api_calls_by_endpoint']})"
-        + (" [simulated source: in-process calls]" if s["simulated"] else ""),
-        f"cache hits {m['cache_hit_rate']:.2%} of bar-days ({m['bars_reused']} reused / {m['bars_fetched']} fetched) | "
-        f"oldest cached day fetched {m['oldest_cache_age_hours']} h ago",
-        f"time {m['wall_seconds']:.2f} s ({', '.join(f'{k} {v:.2f}' for k, v in m['stages'].items())})",
-        f"peak RSS flow {m['peak_rss_mb_flow']:.0f} MB, workers max {m['peak_rss_mb_workers']:.0f} MB "
-        f"({m['worker_processes']} process(es), runner {m['task_runner']})",
+        f"scan as of {s.as_of} | source {s.source} | regime {s.regime}",
+        f"universe {s.prescreen['universe']:,} -> kept {s.prescreen['kept']:,} | filtered "
+        + counts_text(s.prescreen["filtered"]),
+        "signals " + counts_text(s.signals),
+        f"scored {m.symbols_scored:,} | reused {m.symbols_reused:,} (unchanged bars) | quarantined bars "
+        f"{m.bars_quarantined} | invalid result rows {m.invalid_rows}",
+        f"API calls {m.api_calls} (retries {m.api_retries}; {counts_text(m.api_calls_by_endpoint)})"
+        + (" [simulated source: in-process calls]" if s.simulated else ""),
+        f"cache hits {m.cache_hit_rate:.2%} of bar-days ({m.bars_reused:,} reused / {m.bars_fetched:,} fetched) | "
+        f"oldest cached day fetched {m.oldest_cache_age_hours:.1f} h ago",
+        f"time {seconds(m.wall_seconds)} ({_stages(m.stages)})",
+        f"peak RSS flow {megabytes(m.peak_rss_mb_flow)}, workers max {megabytes(m.peak_rss_mb_workers)} "
+        f"({m.worker_processes} process(es), runner {m.task_runner}: {m.runner_reason})",
     ]
-    if s.get("missing_days"):
-        lines.append(f"MISSING DAYS (not fetched, scan ran without them): {s['missing_days']}")
-    if s.get("unknown_watchlist"):
-        lines.append(f"watchlist symbols not found: {s['unknown_watchlist']}")
-    ch = s["changes"]
-    lines.append(f"since last scan: {len(ch['new'])} new, {len(ch['dropped'])} dropped, {len(ch['changed'])} flipped signals")
+    if s.missing_days:
+        lines.append(f"MISSING DAYS (not fetched, scan ran without them): {short_list(s.missing_days)}")
+    if s.unknown_watchlist:
+        lines.append(f"watchlist symbols not found: {short_list(s.unknown_watchlist)}")
+    lines.append(_changes(s))
     return "\n".join(lines)
 
 
-def render_markdown(s: dict, top: pd.DataFrame) -> str:
-    m = s["metrics"]
-    parts = [f"# Scan {s['as_of']}" + (" (SIMULATED)" if s["simulated"] else "")]
-    if s["simulated"]:
+def _metrics_rows(m) -> list[tuple[str, str]]:
+    return [
+        ("symbols scored / reused", f"{m.symbols_scored:,} / {m.symbols_reused:,}"),
+        ("bars quarantined", f"{m.bars_quarantined}"),
+        ("invalid result rows", f"{m.invalid_rows}"),
+        ("API calls", f"{m.api_calls} ({counts_text(m.api_calls_by_endpoint)})"),
+        ("API retries", f"{m.api_retries}"),
+        ("cache hit rate", f"{m.cache_hit_rate:.2%} of bar-days"),
+        ("bars reused / fetched", f"{m.bars_reused:,} / {m.bars_fetched:,}"),
+        ("months from cache / fetched", f"{m.months_cached} / {m.months_fetched}"),
+        ("oldest cached day", f"fetched {m.oldest_cache_age_hours:.1f} h ago"),
+        ("task runner", f"{m.task_runner} ({m.runner_reason})"),
+        ("worker processes", f"{m.worker_processes}"),
+        ("peak RSS flow / workers", f"{megabytes(m.peak_rss_mb_flow)} / {megabytes(m.peak_rss_mb_workers)}"),
+        ("wall time", seconds(m.wall_seconds)),
+        ("stages (s)", _stages(m.stages)),
+    ]
+
+
+def render_markdown(s: ScanSummary, results: pd.DataFrame) -> str:
+    m = s.metrics
+    parts = [f"# Scan {s.as_of}" + (" (SIMULATED)" if s.simulated else "")]
+    if s.simulated:
         parts.append(f"> **{SIM_BANNER}**")
-    parts.append(f"**Regime:** {s['regime']}  \n**Source:** {s['source']}")
+    parts.append(f"**Regime:** {s.regime}  \n**Source:** {s.source}  \n**Configuration:** {s.config_key}")
     parts.append("## Prescreen\n| reason | filtered |\n|---|---|\n" + "\n".join(
-        f"| {k} | {v} |" for k, v in s["prescreen"]["filtered"].items()
-    ) + f"\n| **kept** | **{s['prescreen']['kept']}** of {s['prescreen']['universe']} |")
-    parts.append("## Signals\n" + ", ".join(f"{k}: {v}" for k, v in s["signals"].items()))
-    ch = s["changes"]
-    parts.append(
-        "## Since last scan\n"
-        f"- new: {', '.join(ch['new'][:50]) or '—'}\n- dropped: {', '.join(ch['dropped'][:50]) or '—'}\n"
-        f"- flipped: {', '.join(ch['changed'][:50]) or '—'}"
-    )
-    rows = "\n".join(f"| {k} | {v} |" for k, v in m.items() if k != "stages")
-    stages = ", ".join(f"{k} {v:.3f}s" for k, v in m["stages"].items())
-    parts.append(f"## Metrics (measured)\n| metric | value |\n|---|---|\n{rows}\n| stages | {stages} |")
-    if s.get("missing_days"):
-        parts.append(f"## Missing days\n{s['missing_days']}")
-    if s.get("quarantine"):
-        parts.append("## Quarantined bars (first 20)\n" + pd.DataFrame(s["quarantine"][:20]).to_markdown(index=False))
-    cols = ["Symbol", "Sector", "Close", "TechRating", "Signal", "Entry", "Stop", "Target", "RewardRisk"]
-    parts.append("## Top ranked\n" + top[cols].head(25).to_markdown(index=False, floatfmt=".2f"))
+        f"| {k} | {v:,} |" for k, v in s.prescreen["filtered"].items()
+    ) + f"\n| **kept** | **{s.prescreen['kept']:,}** of {s.prescreen['universe']:,} |")
+    parts.append("## Signals\n" + counts_text(s.signals))
+    ch = s.changes
+    parts.append(f"## Since last scan\n{_changes(s)}\n\n- new: {short_list(ch['new'])}\n"
+                 f"- dropped: {short_list(ch['dropped'])}\n- flipped: {short_list(ch['changed'])}")
+    rows = "\n".join(f"| {k} | {v} |" for k, v in _metrics_rows(m))
+    parts.append(f"## Metrics (measured)\n| metric | value |\n|---|---|\n{rows}")
+    if s.split_changed:
+        parts.append(f"## New splits\n{short_list(s.split_changed)}")
+    if s.missing_days:
+        parts.append("## Missing days\n" + "\n".join(f"- {d}: {why}" for d, why in list(s.missing_days.items())[:20]))
+    if s.quarantine:
+        parts.append(f"## Quarantined bars ({len(s.quarantine)}, first 20)\n"
+                     + pd.DataFrame(s.quarantine[:20]).to_markdown(index=False))
+    top = pd.DataFrame(top_table(results, 25))
+    if len(top):
+        parts.append("## Top ranked\n" + top.to_markdown(index=False, floatfmt=".2f"))
     return "\n\n".join(parts) + "\n"

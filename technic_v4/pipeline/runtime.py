@@ -6,17 +6,19 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-from technic_v4.calendar import last_completed_session, previous_trading_days
+from technic_v4.calendar import NY, is_trading_day, last_completed_session, previous_trading_days
 from technic_v4.config import Settings, load_settings
 from technic_v4.data.factory import make_source, resolve_source_name
 from technic_v4.data.source import MarketDataSource
+from technic_v4.pipeline.scan_config import ScanConfig
+from technic_v4.pipeline.state import config_key
 from technic_v4.store.bar_store import BarStore
 
 
 @dataclass
 class ScanRuntime:
     settings: Settings
-    config: object  # technic_v4.api.ScanConfig (kept loose to avoid an import cycle)
+    config: ScanConfig
     store: BarStore
     source: MarketDataSource
     source_id: str
@@ -26,8 +28,19 @@ class ScanRuntime:
     def simulated(self) -> bool:
         return bool(self.source.simulated)
 
+    @property
+    def config_key(self) -> str:
+        return config_key(self.config, self.source_id)
+
     def lookback_days(self) -> list[dt.date]:
         return previous_trading_days(self.as_of, self.config.lookback_days)
+
+    def history_and_live_day(self, today: dt.date | None = None) -> tuple[list[dt.date], dt.date | None]:
+        """Closed sessions to load, plus today's unfinished session for an intraday scan during a session day."""
+        today = today or dt.datetime.now(tz=NY).date()
+        if self.config.intraday and is_trading_day(today) and self.as_of < today:
+            return previous_trading_days(self.as_of, self.config.lookback_days - 1), today
+        return self.lookback_days(), None
 
 
 def source_cache_id(settings: Settings, name: str) -> str:
@@ -38,7 +51,7 @@ def source_cache_id(settings: Settings, name: str) -> str:
     return f"{name}-{hashlib.sha1(where.encode()).hexdigest()[:10]}"
 
 
-def open_runtime(config) -> ScanRuntime:
+def open_runtime(config: ScanConfig) -> ScanRuntime:
     overrides = {}
     if config.data_dir is not None:
         overrides["data_dir"] = config.data_dir

@@ -174,3 +174,6 @@ class BarStore:
 
     def write_state(self, name: str, state: dict) -> None:
         atomic_write_text(self.root / "state" / f"{name}.json", json.dumps(state, indent=1, sort_keys=True, default=str))
+
+    def state_names(self, prefix: str = "") -> list[str]:
+        return sorted(p.stem for p in (self.root / "state").glob(f"{prefix}*.json"))

@@ -1,0 +1,110 @@
+"""The scan summary: one typed record, built once at the end of a scan, rendered by report.py and stored as JSON.
+
+`as_dict()` is the JSON form (latest.json, ScanOutput.summary); its keys are the names below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class ScanMetrics:
+    """Counted or timed, never estimated."""
+
+    symbols_scored: int = 0
+    symbols_reused: int = 0
+    bars_quarantined: int = 0
+    invalid_rows: int = 0
+    api_calls: int = 0
+    api_retries: int = 0
+    api_calls_by_endpoint: dict[str, int] = field(default_factory=dict)
+    cache_hit_rate: float = 1.0
+    bars_reused: int = 0
+    bars_fetched: int = 0
+    months_cached: int = 0
+    months_fetched: int = 0
+    oldest_cache_age_hours: float = 0.0
+    task_runner: str = "thread"  # the runner this run chose, also when nothing went to a worker
+    runner_reason: str = ""
+    flow_pid: int = 0  # the process the flow ran in; Ray scoring shows other worker_pids
+    worker_processes: int = 0
+    worker_pids: list[int] = field(default_factory=list)
+    peak_rss_mb_workers: float = 0.0
+    wall_seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb_flow: float = 0.0
+
+
+@dataclass
+class ScanSummary:
+    as_of: str
+    flow_run_id: str
+    config_key: str  # "since last scan" and row reuse compare runs of this configuration only
+    source: str
+    simulated: bool
+    regime: str
+    regime_detail: dict
+    prescreen: dict  # universe, kept, filtered {reason: count}
+    signals: dict[str, int]
+    changes: dict[str, list[str]]  # new / dropped / changed actionable signals since the last scan of this config
+    missing_days: dict[str, str]  # ISO day -> why it could not be fetched
+    unknown_watchlist: list[str]
+    quarantine: list[dict]  # bars held back by the bar schema, one record per (bar, check)
+    split_changed: list[str]
+    reference: dict
+    metrics: ScanMetrics = field(default_factory=ScanMetrics)
+    previous_as_of: str | None = None  # the scan compared against, None on the first scan of this configuration
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_summary(*, run, flow_run_id: str, live_day, regime, screened, signals: dict, changes: dict,
+                  previous_as_of: str | None, bars, calls: dict, split_changed: list[str], reference_info: dict,
+                  plan, scored, invalid_rows: int) -> ScanSummary:
+    """The one place a scan's summary is put together from its stages' outputs (see flows/scan.py)."""
+    workers = scored.workers
+    metrics = ScanMetrics(
+        symbols_scored=int(len(scored.frame)),
+        symbols_reused=int(len(plan.reused)),
+        bars_quarantined=int(len(screened.quarantine)),
+        invalid_rows=int(invalid_rows),
+        api_calls=calls["attempts"],
+        api_retries=calls["retries"],
+        api_calls_by_endpoint=calls["by_endpoint"],
+        cache_hit_rate=bars.cache_hit_rate,
+        bars_reused=bars.bars_reused,
+        bars_fetched=bars.bars_fetched,
+        months_cached=bars.months_cached,
+        months_fetched=bars.months_run,
+        oldest_cache_age_hours=bars.oldest_cache_age_hours,
+        task_runner=scored.runner,
+        runner_reason=scored.reason,
+        flow_pid=os.getpid(),
+        worker_processes=len({w["pid"] for w in workers}),
+        worker_pids=sorted({w["pid"] for w in workers}),
+        peak_rss_mb_workers=max((w["peak_rss_mb"] for w in workers), default=0.0),
+    )
+    quarantine = screened.quarantine.to_dict("records") if len(screened.quarantine) else []
+    return ScanSummary(
+        as_of=(live_day or run.as_of).isoformat(),
+        flow_run_id=flow_run_id,
+        config_key=run.config_key,
+        source=run.source.name + (" (intraday)" if live_day else ""),
+        simulated=run.simulated,
+        regime=regime.label,
+        regime_detail=regime.as_dict(),
+        prescreen=screened.result.as_dict(),
+        signals=signals,
+        changes=changes,
+        missing_days=dict(bars.failed),
+        unknown_watchlist=screened.unknown_watchlist,
+        quarantine=quarantine,
+        split_changed=split_changed,
+        reference=reference_info,
+        metrics=metrics,
+        previous_as_of=previous_as_of,
+    )
