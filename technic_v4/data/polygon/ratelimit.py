@@ -52,10 +52,23 @@ class RateLimiter:
             self._starts.append(start)
             return start - now
 
+    def take_now(self) -> float:
+        """Take a slot at the current time if the window has one (returns 0), else return the seconds until the oldest
+        start leaves the window, taking nothing. Slots are stamped when granted, not when planned: a stalled event
+        loop then only delays sends, it never lets the reserved ones go out in a burst."""
+        if self.unlimited:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            free_at = self._starts[0] + self.period + self.margin if len(self._starts) == self.limit else now
+            if now >= free_at:
+                self._starts.append(now)
+                return 0.0
+            return free_at - now
+
     async def acquire(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        while (wait := self.take_now()) > 0:
+            await asyncio.sleep(wait)
 
     def acquire_sync(self) -> None:
         delay = self.reserve()
