@@ -34,11 +34,16 @@ def current_api_url() -> str | None:
         return None
 
 
-# Runner policy for TECHNIC_TASK_RUNNER=auto. Measured on this box (2 cores, benchmarks/bench_user_wait.py): a local
-# Ray pays ~3-4 s of ray.init plus per-job worker start-up and imports before the first chunk runs, while threads score
-# 6,000 symbols in ~0.3 s; below RAY_MIN_SYMBOLS threads always finished first. A configured cluster (RAY_ADDRESS)
-# is already running and brings more cores than this process has, so auto uses it whenever there is work.
-RAY_MIN_SYMBOLS = 200_000
+# Runner policy for TECHNIC_TASK_RUNNER=auto, measured on this box (2 cores, score stage of chunked score_chunk tasks,
+# a fresh local Ray each time as in a fresh process, box shared and loaded; benchmarks/bench_user_wait.py re-measures):
+#     symbols    threads   local Ray
+#      6,000      0.7 s     26.2 s
+#     20,000      2.6 s     18.4 s
+#     57,606      9.7 s     30.4 s
+# ray.init plus per-job worker start-up and imports dominate, and two local processes add no cores that threads lack,
+# so a local Ray never wins here: auto starts one only at LOCAL_RAY_MIN_SYMBOLS (None = never). A configured cluster
+# (RAY_ADDRESS) is already running and brings cores this process does not have, so auto uses it whenever there is work.
+LOCAL_RAY_MIN_SYMBOLS: int | None = None
 RUNNERS = ("auto", "ray", "thread")
 
 
@@ -57,10 +62,10 @@ def choose_runner(kind: str | None, n_symbols: int, settings) -> tuple[str, str]
         return "thread", "auto: nothing to score, so no Ray is started"
     if settings.ray_address:
         return "ray", f"auto: RAY_ADDRESS={settings.ray_address} configures a running cluster"
-    if n_symbols >= RAY_MIN_SYMBOLS:
-        return "ray", f"auto: {n_symbols:,} symbols >= {RAY_MIN_SYMBOLS:,}, where a local Ray beats threads here"
-    return "thread", (f"auto: {n_symbols:,} symbols < {RAY_MIN_SYMBOLS:,}; threads finish first without a cluster "
-                      "(a local Ray start costs ~3-4 s)")
+    if LOCAL_RAY_MIN_SYMBOLS is not None and n_symbols >= LOCAL_RAY_MIN_SYMBOLS:
+        return "ray", f"auto: {n_symbols:,} symbols >= {LOCAL_RAY_MIN_SYMBOLS:,}, where a local Ray beats threads"
+    return "thread", (f"auto: no RAY_ADDRESS, {n_symbols:,} symbols; threads beat a local Ray at every size measured "
+                      "(its start-up costs more than the scoring)")
 
 
 def make_task_runner(kind: str, max_workers: int, ray_address: str | None = None):
