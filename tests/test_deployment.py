@@ -1,54 +1,143 @@
-"""Deploy with `prefect deploy --all`, trigger `prefect deployment run scan/full-universe`, run one worker pass and
-check the flow run COMPLETED with results and artifacts. Uses the session's test server through the real CLI."""
+"""The path users take, with default settings: a real `prefect server start`, a process work pool, `prefect deploy
+--all`, `prefect deployment run scan/full-universe`, `prefect worker start --run-once`. Nothing is forced: no task
+runner, no data source (the embedded simulated market is the default without a key), no pre-started Ray.
+Only the data dir and the Prefect home are private to the test. Timings go to deployment-timings.json for the notes."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from technic_v4.data.columns import INDEX_ETFS
+
 REPO = Path(__file__).resolve().parents[1]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
+BIN = Path(sys.executable).parent
+POOL = "technic-pool"
+SIGNALS = ["Strong Long", "Long"]
 
 
-def cli(args, env, timeout=240):
-    proc = subprocess.run([PREFECT, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(args, env, timeout=300):
+    proc = subprocess.run([str(BIN / "prefect"), *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     assert proc.returncode == 0, f"prefect {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    return proc.stdout + proc.stderr
 
 
-@pytest.mark.timeout(600)
-def test_deploy_run_and_worker_complete_a_scan(prefect_api, tmp_path):
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """A real Prefect server in its own PREFECT_HOME, and the env a user's shell would have (PREFECT_API_URL only)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TECHNIC_", "RAY_"))}
+    env = {**keep, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "TECHNIC_DATA_DIR": str(home / "technic-data"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("prefect server did not come up: " + (home / "server.log").read_text()[-2000:])
+        cli(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
+        yield env
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
 
-    data = tmp_path / "data"
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_api,
-        "TECHNIC_REPO_DIR": str(REPO),
-        "TECHNIC_DATA_DIR": str(data),
-        "TECHNIC_DATA_SOURCE": "simulated",
-        "TECHNIC_SIM_SYMBOLS": "800",
-        "TECHNIC_TASK_RUNNER": "thread",
-    }
-    pool = "technic-pool"
-    cli(["work-pool", "create", pool, "--type", "process", "--overwrite"], env)
+
+def run_deployment(env, params: dict | None = None) -> tuple[str, dict]:
+    args = ["deployment", "run", "scan/full-universe"]
+    if params:
+        args += ["--param", f"config={json.dumps(params)}"]
+    t0 = time.time()
+    run_id = next(line.split()[-1] for line in cli(args, env).splitlines() if "UUID" in line)
+    cli(["worker", "start", "--pool", POOL, "--run-once", "--type", "process"], env, timeout=600)
+    return run_id, {"run_command_to_worker_exit_s": round(time.time() - t0, 2)}
+
+
+def read_run(env, run_id):
+    api = env["PREFECT_API_URL"]
+    run = httpx.get(f"{api}/flow_runs/{run_id}").json()
+    arts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}).json()
+    by_key = {a["key"]: a for a in arts if a.get("key")}
+    return run, by_key
+
+
+def timings(run: dict) -> dict:
+    from datetime import datetime
+
+    created, start, end = (datetime.fromisoformat(run[k]) for k in ("created", "start_time", "end_time"))
+    return {"pickup_s": round((start - created).total_seconds(), 2), "flow_s": round((end - start).total_seconds(), 2),
+            "run_to_completed_s": round((end - created).total_seconds(), 2)}
+
+
+@pytest.mark.timeout(1200)
+def test_deployment_runs_complete_with_default_settings(stack, tmp_path):
+    env = stack
     out = cli(["--no-prompt", "deploy", "--all"], env)
     assert "scan/full-universe" in out and "scan/intraday" in out
-    run_out = cli(["deployment", "run", "scan/full-universe", "--param", 'config={"max_symbols": 600}'], env)
-    run_id = next(line.split()[-1] for line in run_out.splitlines() if "UUID" in line)
-    cli(["worker", "start", "--pool", pool, "--run-once", "--type", "process"], env, timeout=400)
+    deployments = {d["name"]: d for d in httpx.post(f"{env['PREFECT_API_URL']}/deployments/filter", json={}).json()}
+    assert deployments["intraday"]["paused"] is True and deployments["full-universe"]["paused"] is False
+    assert deployments["full-universe"]["schedules"][0]["schedule"]["timezone"] == "America/New_York"
+    assert deployments["full-universe"]["entrypoint"] == "flows.scan:scan"
 
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
-        deployment = client.read_deployment_by_name("scan/full-universe")
-    assert run.state.is_completed(), run.state
-    assert {"scan-top", "scan-report"} <= {a.key for a in arts}
-    assert deployment.schedules and deployment.schedules[0].schedule.timezone == "America/New_York"
-    latest = json.loads((data / "results" / "latest.json").read_text())
-    assert latest["simulated"] is True and latest["prescreen"]["universe"] == 600
-    assert latest["metrics"]["api_calls_by_endpoint"]["grouped_daily"] == 300
+    record = {}
+    # 1. defaults: whatever the runner policy chooses must complete, scoring every symbol on a cold data dir
+    run_id, record["default_cold"] = run_deployment(env)
+    run, arts = read_run(env, run_id)
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    record["default_cold"].update(timings(run))
+    assert {"scan-top", "scan-report", "scan-fetch-progress"} <= set(arts)
+    assert arts["scan-fetch-progress"]["data"] == 100.0
+    latest = json.loads((Path(env["TECHNIC_DATA_DIR"]) / "results" / "latest.json").read_text())
+    m = latest["metrics"]
+    assert latest["simulated"] is True and 6000 <= latest["prescreen"]["universe"] <= 6000 + len(INDEX_ETFS)
+    assert m["symbols_scored"] > 1000
+    assert m["task_runner"] in ("ray", "thread") and m["runner_reason"]
+    if m["task_runner"] == "ray":
+        assert m["worker_pids"] and m["flow_pid"] not in m["worker_pids"]
+    record["default_cold"]["runner"] = m["task_runner"]
+
+    # 2. the UI's custom run: every ScanConfig field is honoured per run, the runner included
+    run_id, record["thread_signals"] = run_deployment(
+        env, {"max_symbols": 1000, "task_runner": "thread", "signals": SIGNALS, "reuse_scores": False})
+    run, arts = read_run(env, run_id)
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    record["thread_signals"].update(timings(run))
+    latest = json.loads((Path(env["TECHNIC_DATA_DIR"]) / "results" / "latest.json").read_text())
+    # 1,000 most liquid plus the index/macro ETFs the regime needs, wherever they rank
+    assert 1000 <= latest["prescreen"]["universe"] <= 1000 + len(INDEX_ETFS)
+    assert latest["metrics"]["task_runner"] == "thread"
+    assert latest["metrics"]["worker_pids"] == [latest["metrics"]["flow_pid"]]
+    top = json.loads(arts["scan-top"]["data"])
+    assert top and {r["Signal"] for r in top} <= set(SIGNALS)
+    assert len(top[0]) <= 15 and {"Symbol", "Signal", "TechRating", "Entry", "Stop", "Target"} <= set(top[0])
+
+    # 3. Ray asked for per run (scores on Ray workers, not in the flow process), warm
+    run_id, record["ray_warm"] = run_deployment(env, {"max_symbols": 1000, "task_runner": "ray",
+                                                      "reuse_scores": False})
+    run, _ = read_run(env, run_id)
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    record["ray_warm"].update(timings(run))
+    m = json.loads((Path(env["TECHNIC_DATA_DIR"]) / "results" / "latest.json").read_text())["metrics"]
+    assert m["task_runner"] == "ray" and m["worker_pids"] and m["flow_pid"] not in m["worker_pids"]
+    (tmp_path.parent / "deployment-timings.json").write_text(json.dumps(record, indent=1))
+    print("deployment timings:", json.dumps(record))
