@@ -1,0 +1,148 @@
+"""Flow `evaluate`: bars from the store (backfilling missing days) -> each day's universe and regime -> scores,
+forward returns and trade-plan outcomes per symbol chunk (thread or Ray tasks) -> statistics -> report and artifacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.fetch import fetch_bars
+from flows.runners import SharedDataStore, choose_runner, make_task_runner
+from flows.tasks import load_reference, refresh_splits
+from technic_v4.calendar import last_completed_session, trading_days
+from technic_v4.domain.panel_load import load_panel
+from technic_v4.pipeline.evaluation.chunk import PanelJob, column_chunks, evaluate_chunk, finish, merge_chunk_infos
+from technic_v4.pipeline.evaluation.chunk import prepare
+from technic_v4.pipeline.evaluation.config import EvalConfig
+from technic_v4.pipeline.evaluation.listing import with_delisted
+from technic_v4.pipeline.evaluation.report import json_ready, render_markdown, save_plots
+from technic_v4.pipeline.evaluation.stats import summarize
+from technic_v4.pipeline.fetch import require_days
+from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb, reset_peak_rss
+from technic_v4.pipeline.runtime import open_runtime
+from technic_v4.pipeline.scan_config import ScanConfig
+from technic_v4.store.atomic import atomic_write, atomic_write_text
+
+
+@dataclass
+class EvalOutput:
+    scores: pd.DataFrame
+    summary: dict
+    message: str
+
+
+@task(name="evaluate-chunk", cache_policy=NO_CACHE)
+def evaluate_chunk_task(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, dict]:
+    """One symbol chunk: scores, forward returns and plan outcomes; reports its process and peak RSS."""
+    frame, info = evaluate_chunk(job, columns)
+    return frame, info | {"pid": os.getpid(), "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def _last_session(config: EvalConfig) -> dt.date:
+    """The last session to load: the longest horizon after `end`, never past the last completed session."""
+    done = last_completed_session()
+    if config.end is None or config.end >= done:
+        return done
+    after = trading_days(config.end, done)
+    return after[min(max(config.horizons), len(after) - 1)]
+
+
+def _run_chunks(job: PanelJob, config: EvalConfig, settings) -> tuple[list, str, str]:
+    kind, reason = choose_runner(config.task_runner or settings.task_runner, job.panel.shape[1], settings)
+    chunks = column_chunks(job.panel.shape[1], config.chunk_symbols)
+    with make_task_runner(kind, config.max_workers or settings.max_workers, settings.ray_address) as runner:
+        job_ref = SharedDataStore(runner).put(job)
+        futures = [runner.submit(evaluate_chunk_task, {"job": job_ref, "columns": cols}) for cols in chunks]
+        return [f.result() for f in futures], kind, reason
+
+
+def _publish(folder, scores: pd.DataFrame, summary: dict, simulated: bool) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = save_plots(summary, folder, simulated)
+    atomic_write(folder / "scores.parquet", lambda p: scores.to_parquet(p, index=False))
+    atomic_write_text(folder / "report.md", summary["report_md"])
+    import json
+
+    atomic_write_text(folder / "summary.json", json.dumps(json_ready(summary), indent=2, default=str))
+    return {"folder": str(folder), "scores": str(folder / "scores.parquet"), "report": str(folder / "report.md"),
+            "plots": [str(p) for p in plots]}
+
+
+@flow(name="evaluate", log_prints=False)
+async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
+    """Walk-forward, point-in-time evaluation of TechRating and signals over the stored history."""
+    reset_peak_rss()
+    timer = StageTimer()
+    last = _last_session(config)
+    evaluated, days = config.days_to_load(last)
+    run = open_runtime(ScanConfig.build(data_source=config.data_source, data_dir=config.data_dir, as_of=last,
+                                        lookback_days=config.lookback_days, on_missing_day=config.on_missing_day))
+    async with run.source:
+        calls_before = run.source.counter.snapshot()
+        with timer.stage("reference"):
+            reference, _ = await load_reference(run)
+            reference, listing_note = with_delisted(reference, run.source)
+        with timer.stage("fetch"):
+            bars = await fetch_bars(run, days, None)
+            splits, _ = await refresh_splits(run)
+        calls = run.source.counter.since(calls_before)
+    require_days(bars, last)
+    evaluated = [d for d in evaluated if d in set(bars.days)]
+    with timer.stage("load_panel"):
+        panel = load_panel(run.store, bars.days, splits=splits)
+    with timer.stage("universe"):
+        prepared = prepare(panel, reference, splits, evaluated, config)
+        del panel  # the job holds the clean panel of the symbols that matter
+    with timer.stage("score"):
+        outs, kind, reason = _run_chunks(prepared.job, config, run.settings)
+        scores = finish([o[0] for o in outs])
+    with timer.stage("statistics"):
+        summary = summarize(scores, config.horizons, config.shuffle_seed)
+    info = merge_chunk_infos([o[1] for o in outs])
+    delisted = set(reference.loc[~reference["active"].astype(bool), "symbol"]) if "active" in reference else set()
+    meta = {
+        "start": evaluated[0].isoformat(), "end": evaluated[-1].isoformat(), "simulated": run.simulated,
+        "source": run.source.name, "rows": int(len(scores)),
+        "rows_without_rating": int(scores["TechRating"].isna().sum()), "sessions": len(evaluated),
+        "universe_mean": float(np.mean(prepared.universe_per_day)), "listing": listing_note,
+        "delisted_in_universe": int(scores["Symbol"].astype(str).isin(delisted).groupby(scores["Symbol"].astype(str)).any().sum()),
+        "missing": info["missing"], "prescreen_filtered": prepared.prescreen,
+        "quarantined_bars": int(len(prepared.quarantine)), "plan_both_same_session": info["plan_both_same_session"],
+        "metrics": {"api_calls": calls["attempts"], "days_loaded": len(bars.days), "days_fetched": len(bars.fetched),
+                    "cache_hit_rate": round(bars.cache_hit_rate, 6), "task_runner": kind, "runner_reason": reason,
+                    "chunks": len(outs), "worker_processes": len({o[1]["pid"] for o in outs}),
+                    "peak_rss_mb_workers": max(o[1]["peak_rss_mb"] for o in outs),
+                    "peak_rss_mb_flow": round(peak_rss_mb(), 1), "stages_s": timer.as_dict(),
+                    "wall_seconds": round(timer.total, 3)},
+    }
+    summary["meta"] = meta
+    summary["report_md"] = render_markdown(summary, meta)
+    with timer.stage("publish"):
+        folder = run.settings.data_dir / "evaluation" / f"{meta['start']}_{meta['end']}"
+        summary["paths"] = _publish(folder, scores, summary, run.simulated)
+        label = " (SIMULATED)" if run.simulated else ""
+        deciles = summary["horizons"][max(config.horizons)]["by_decile"].reset_index()
+        await acreate_markdown_artifact(key="evaluation-report", markdown=summary["report_md"],
+                                        description=f"Walk-forward evaluation{label}")
+        await acreate_table_artifact(key="evaluation-deciles", table=json_ready({"t": deciles})["t"],
+                                     description=f"{max(config.horizons)}-session returns by TechRating decile{label}")
+    message = "\n".join(([f"SIMULATED DATA ({run.source.name})"] if run.simulated else []) + summary["verdicts"] + [
+        f"{meta['rows']:,} rows, {meta['sessions']} sessions, {meta['universe_mean']:.0f} symbols/day | "
+        f"time {timer.total:.2f} s ({', '.join(f'{k} {v:.2f}' for k, v in timer.as_dict().items())}) | peak RSS flow "
+        f"{peak_rss_mb():.0f} MB, workers {meta['metrics']['peak_rss_mb_workers']:.0f} MB | runner {kind}",
+        f"report: {summary['paths']['report']}"])
+    summary["message"] = message
+    get_run_logger().info("\n%s", message)
+    return EvalOutput(scores=scores, summary=summary, message=message)
+
+
+def evaluate_flow_for(config: EvalConfig):
+    """The flow technic_v4.evaluation.run_evaluation runs (the `evaluate` entry point)."""
+    return evaluate

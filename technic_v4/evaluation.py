@@ -1,0 +1,28 @@
+"""Python entry point of the walk-forward evaluation, mirroring run_scan:
+
+    scores, summary = run_evaluation(EvalConfig(start=date, end=date, max_symbols=6000, horizons=(1, 5, 21)))
+
+`scores` has one row per (session, symbol) a scan as of that session kept: Date, Symbol, Close, TechRating, Signal,
+Regime, Entry, Stop, Target, fwd_ret_{h}d, plan_target_session, plan_stop_session. `summary` holds the statistics
+per horizon, the verdicts, `report_md`, `message` and the paths written. Runs the Prefect flow `evaluate`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from technic_v4.aio import run_sync
+from technic_v4.api import load_flow_factory
+from technic_v4.pipeline.evaluation.config import EvalConfig
+
+__all__ = ["EvalConfig", "run_evaluation"]
+
+
+def run_evaluation(config: EvalConfig | None = None, **overrides) -> tuple[pd.DataFrame, dict]:
+    if config is None:
+        config = EvalConfig.build(**overrides)
+    elif overrides:
+        config = EvalConfig.build(**{**config.model_dump(), **overrides})
+    flow = load_flow_factory("evaluate")(config)
+    output = run_sync(lambda: flow(config=config))
+    return output.scores, output.summary

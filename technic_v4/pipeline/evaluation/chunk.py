@@ -1,0 +1,126 @@
+"""One symbol chunk of an evaluation, and the whole panel evaluated chunk by chunk (serially or by a task runner).
+
+`evaluate_panel` is the plain-function form of the flow: universe and regimes for every day at once, then
+`evaluate_chunk` per column chunk (the flow submits these as tasks), then one frame of (Date, Symbol) rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from technic_v4.domain.bar_quality import quarantine_panel
+from technic_v4.domain.panel import Panel
+from technic_v4.domain.regime import Regime
+from technic_v4.domain.scoring.history import score_cells
+from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS
+from technic_v4.pipeline.evaluation.config import EvalConfig
+from technic_v4.pipeline.evaluation.forward import forward_returns, plan_first_sessions
+from technic_v4.pipeline.evaluation.universe import asof_factors, daily_regimes, kept_mask
+
+
+@dataclass
+class PanelJob:
+    """Everything the chunks share (put into Ray's object store once by the flow)."""
+
+    panel: Panel  # clean (quarantined) bars of every symbol kept on some day, adjusted as of the last day
+    keep: np.ndarray  # (len(rows), N) kept by that day's scan
+    factor: np.ndarray  # (T, N) asof_factors
+    rows: np.ndarray  # panel rows of the evaluated days
+    regimes: dict[int, Regime]
+    window: int
+    horizons: tuple[int, ...]
+
+
+@dataclass
+class Prepared:
+    job: PanelJob
+    prescreen: dict[str, int]
+    quarantine: pd.DataFrame
+    universe_per_day: np.ndarray = field(default_factory=lambda: np.array([], int))
+
+
+def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, evaluated: list,
+            config: EvalConfig) -> Prepared:
+    """Each day's kept universe and regime; the clean panel of the symbols kept on any day."""
+    rows = np.searchsorted(panel.dates, np.array(evaluated, dtype="datetime64[D]"))
+    factor = asof_factors(panel, splits)
+    keep, counts = kept_mask(panel, reference, config.rules(), config.max_symbols, rows, config.lookback_days, factor)
+    used = np.flatnonzero(keep.any(axis=0))
+    regimes = daily_regimes(panel, rows, config.lookback_days)
+    clean, quarantine = quarantine_panel(panel.take_columns(used))
+    job = PanelJob(panel=clean, keep=np.ascontiguousarray(keep[:, used]), factor=np.ascontiguousarray(factor[:, used]),
+                   rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons)
+    return Prepared(job=job, prescreen=counts, quarantine=quarantine, universe_per_day=keep.sum(axis=1))
+
+
+def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, dict]:
+    """Rows (Date, Symbol, Close, TechRating, Signal, Regime, Entry, Stop, Target, fwd_ret_{h}d, first plan sessions)
+    for the kept cells of `columns`, plus counts of NaN forward returns per horizon."""
+    panel = job.panel.take_columns(columns)
+    day_idx, col = np.nonzero(job.keep[:, columns])
+    rows = job.rows[day_idx]
+    s = score_cells(panel, rows, col, job.regimes, job.window)
+    fwd, missing = forward_returns(panel.close, rows, col, s["last_row"], job.horizons)
+    direction = np.where(np.isin(s["Signal"], LONG_SIGNALS), 1.0, np.where(np.isin(s["Signal"], SHORT_SIGNALS), -1.0, np.nan))
+    first_target, first_stop, both = plan_first_sessions(panel.high, panel.low, rows, col, direction, s["Stop"],
+                                                         s["Target"], max(job.horizons))
+    factor = job.factor[:, columns][rows, col]  # prices as the scan on that day showed them
+    frame = pd.DataFrame({
+        "Date": panel.dates[rows],
+        "Symbol": panel.symbols[col],
+        "Close": s["Close"] / factor,
+        "TechRating": s["TechRating"],
+        "Signal": s["Signal"],
+        "Regime": s["Regime"],
+        "Entry": s["Entry"] / factor,
+        "Stop": s["Stop"] / factor,
+        "Target": s["Target"] / factor,
+        **fwd,
+        "plan_target_session": first_target,
+        "plan_stop_session": first_stop,
+    })
+    return frame, {"missing": missing, "plan_both_same_session": both, "cells": int(len(frame))}
+
+
+def merge_chunk_infos(infos: list[dict]) -> dict:
+    missing: dict[str, dict[str, int]] = {}
+    for info in infos:
+        for h, counts in info["missing"].items():
+            slot = missing.setdefault(h, {"no_bar": 0, "beyond_data": 0})
+            for k, v in counts.items():
+                slot[k] += v
+    return {"missing": missing, "plan_both_same_session": sum(i["plan_both_same_session"] for i in infos)}
+
+
+def column_chunks(n_symbols: int, chunk_symbols: int) -> list[np.ndarray]:
+    n = max(1, -(-n_symbols // chunk_symbols))
+    return [c for c in np.array_split(np.arange(n_symbols), n) if c.size]
+
+
+def finish(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One frame, sorted by Date then TechRating (best first); strings as categories (millions of rows)."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        raise ValueError("no (session, symbol) was kept by the prescreen on any evaluated day")
+    out = pd.concat(frames, ignore_index=True)
+    for col in ("Symbol", "Signal", "Regime"):
+        out[col] = out[col].astype("category")
+    return out.sort_values(["Date", "TechRating", "Symbol"], ascending=[True, False, True], na_position="last",
+                           ignore_index=True, kind="stable")
+
+
+def evaluate_panel(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, evaluated: list,
+                   config: EvalConfig, run_chunks: Callable | None = None) -> tuple[pd.DataFrame, dict]:
+    """(scores, info) for `evaluated` days of `panel`. `run_chunks(job, chunks)` -> [(frame, info)] may fan out."""
+    prepared = prepare(panel, reference, splits, evaluated, config)
+    chunks = column_chunks(prepared.job.panel.shape[1], config.chunk_symbols)
+    runner = run_chunks or (lambda job, cs: [evaluate_chunk(job, c) for c in cs])
+    outs = runner(prepared.job, chunks)
+    info = merge_chunk_infos([o[1] for o in outs])
+    info.update(prescreen=prepared.prescreen, quarantined_bars=int(len(prepared.quarantine)),
+                universe_per_day=prepared.universe_per_day.tolist())
+    return finish([o[0] for o in outs]), info

@@ -1,0 +1,68 @@
+"""What happened after each evaluated day: forward returns and trade-plan outcomes, from the clean panel's bars.
+
+fwd_ret_{h}d = close h sessions after d / close on d - 1, both split-adjusted the same way (the panel's). The close
+on d is the row's own Close (the symbol's last bar as of d, as in the scan's row). NaN when the symbol has no bar h
+sessions later (halted, delisted) or the history ends before then; the two are counted apart.
+
+Trade plan (Target before Stop): the first session k = 1..H after d whose high reaches the target (a long's; a short's
+low) or whose low reaches the stop. A session that touches both counts as Stop first: daily bars cannot tell the order,
+so the conservative reading is taken (and counted as `both_same_session`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NEVER = 0  # "not within the longest horizon" in the first-session columns
+
+
+def forward_returns(close: np.ndarray, rows: np.ndarray, cols: np.ndarray, entry_row: np.ndarray,
+                    horizons: tuple[int, ...]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, int]]]:
+    """({fwd_ret_{h}d: per-cell array}, {h: {"no_bar": n, "beyond_data": n}}) for cells (rows, cols)."""
+    n_rows = close.shape[0]
+    entry = np.where(entry_row >= 0, close[np.maximum(entry_row, 0), cols], np.nan)
+    out, missing = {}, {}
+    for h in horizons:
+        later = rows + h
+        inside = later < n_rows
+        exit_close = np.where(inside, close[np.minimum(later, n_rows - 1), cols], np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"fwd_ret_{h}d"] = exit_close / entry - 1.0
+        has_entry = np.isfinite(entry)
+        missing[str(h)] = {
+            "no_bar": int((has_entry & inside & ~np.isfinite(exit_close)).sum()),
+            "beyond_data": int((has_entry & ~inside).sum()),
+        }
+    return out, missing
+
+
+def plan_first_sessions(high: np.ndarray, low: np.ndarray, rows: np.ndarray, cols: np.ndarray, direction: np.ndarray,
+                        stop: np.ndarray, target: np.ndarray, max_h: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(first session hitting the target, first hitting the stop, cells touching both first on the same session).
+
+    Sessions count from 1; NEVER (0) = not within `max_h` sessions. `direction` is +1 long, -1 short, NaN no plan.
+    """
+    n_rows = high.shape[0]
+    first_target = np.zeros(len(rows), dtype=np.int16)
+    first_stop = np.zeros(len(rows), dtype=np.int16)
+    plan = np.isfinite(direction)
+    long_ = direction > 0
+    for k in range(1, max_h + 1):
+        r = rows + k
+        inside = plan & (r < n_rows)
+        r = np.minimum(r, n_rows - 1)
+        hi, lo = high[r, cols], low[r, cols]
+        with np.errstate(invalid="ignore"):
+            hit_target = inside & np.where(long_, hi >= target, lo <= target)
+            hit_stop = inside & np.where(long_, lo <= stop, hi >= stop)
+        first_target[(first_target == NEVER) & hit_target] = k
+        first_stop[(first_stop == NEVER) & hit_stop] = k
+    both = int(((first_target == first_stop) & (first_target != NEVER)).sum())
+    return first_target, first_stop, both
+
+
+def plan_outcome(first_target: np.ndarray, first_stop: np.ndarray, h: int) -> np.ndarray:
+    """Per cell "target", "stop" or "neither" within h sessions (a tie goes to the stop)."""
+    t = np.where(first_target == NEVER, h + 1, first_target)
+    s = np.where(first_stop == NEVER, h + 1, first_stop)
+    return np.select([(s <= h) & (s <= t), (t <= h) & (t < s)], ["stop", "target"], default="neither").astype(object)

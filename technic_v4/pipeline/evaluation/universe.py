@@ -1,0 +1,113 @@
+"""Each evaluated day's universe and regime, exactly as a scan as of that day decides them, for all days at once.
+
+A scan as of d sees the `window` sessions ending at d, split-adjusted with the splits executed by d. The panel here is
+adjusted as of its last day; `asof_factors` gives, per (day, symbol), the factor of the splits executed after that day,
+so dividing a price (multiplying a volume) by it gives d's view. The prescreen rules are the scan's
+(`technic_v4.pipeline.prescreen`, mirrored rule by rule on (days, symbols) arrays: prescreen works on one day's
+panel; tests compare the two through run_scan), evaluated on every day's window; the stateful low-volume blacklist
+is left out (it depends on which scans ran before, not on the data).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from technic_v4.data.columns import INDEX_ETFS, BAR_FIELDS
+from technic_v4.domain.panel import Panel
+from technic_v4.domain.panel_load import adjust_for_splits
+from technic_v4.domain.regime import Regime, compute_regime
+from technic_v4.domain.scoring.history import count_in_window, last_row_on_or_before
+from technic_v4.pipeline.prescreen import REASONS, PrescreenRules
+
+
+def asof_factors(panel: Panel, splits: pd.DataFrame | None) -> np.ndarray:
+    """(T, N) product of split ratios executed after each row's day (within the panel): the panel's adjustment of
+    that row's bars, by adjust_for_splits itself. A scan as of day d sees every price of its window / factor[d]."""
+    ones = {f: np.ones(panel.shape) for f in BAR_FIELDS}
+    if splits is not None and len(splits):
+        adjust_for_splits(ones, panel.dates, panel.symbols, splits)
+    return ones["close"]
+
+
+def daily_regimes(panel: Panel, rows: np.ndarray, window: int) -> dict[int, Regime]:
+    """Regime per panel row in `rows`, from SPY's bars in that day's window (compute_regime itself, per day)."""
+    if "SPY" not in set(panel.symbols):
+        return {int(r): Regime() for r in rows}
+    spy = panel.select(["SPY"])
+    out = {}
+    for r in rows.tolist():  # one column, a few hundred days: the regime's own code, not a copy of it
+        lo = max(0, r - window + 1)
+        day = Panel(dates=spy.dates[lo : r + 1], symbols=spy.symbols,
+                    **{f: getattr(spy, f)[lo : r + 1] for f in BAR_FIELDS})
+        out[r] = compute_regime(day)
+    return out
+
+
+def _avg_volume_20(volume: np.ndarray, rows: np.ndarray, window: int = 20) -> np.ndarray:
+    """prescreen.avg_volume on each day's last 20 rows (the same nansum, so the same float result)."""
+    out = np.full((len(rows), volume.shape[1]), np.nan)
+    for i, r in enumerate(rows.tolist()):
+        v = volume[max(0, r - window + 1) : r + 1]
+        n = np.isfinite(v).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[i] = np.where(n >= window * 0.75, np.nansum(v, axis=0) / n, np.nan)
+    return out
+
+
+def kept_mask(
+    panel: Panel,
+    reference: pd.DataFrame,
+    rules: PrescreenRules,
+    max_symbols: int,
+    rows: np.ndarray,
+    window: int,
+    factor: np.ndarray,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """(len(rows), N) True where the scan as of that day keeps the symbol; filtered counts summed over the days.
+
+    `panel` is raw (not quarantined: the scan prescreens before quarantine), adjusted as of its last day.
+    """
+    syms = pd.Index(panel.symbols)
+    ref = reference.drop_duplicates("symbol").set_index("symbol").reindex(syms)
+    finite = np.isfinite(panel.close)
+    cols = np.arange(len(syms))
+    last = last_row_on_or_before(finite)[rows]
+    seen = last > (rows - window)[:, None]
+    f_day = factor[rows]
+    close = np.where(seen, panel.close[np.maximum(last, 0), cols] / f_day, np.nan)
+    vol20 = _avg_volume_20(panel.volume, rows) * f_day
+    bars = count_in_window(finite, window)[rows]
+    recent = count_in_window(finite, rules.max_stale_sessions)[rows] > 0
+    protected = np.broadcast_to(syms.isin(INDEX_ETFS), close.shape)
+    listed = ref["name"].notna().to_numpy()
+    shares = pd.to_numeric(ref["shares_outstanding"], errors="coerce").to_numpy(dtype=float)
+    cap_unknown = ~(shares > 0)
+    cap = shares * close
+    sector_ok = ref["sector"].isin(rules.sectors).to_numpy() if rules.sectors else np.ones(len(syms), bool)
+
+    dollar = np.nan_to_num(vol20 * close, nan=-1.0)
+    order = np.argsort(-dollar, axis=1, kind="stable")
+    liquid = np.zeros(close.shape, dtype=bool)
+    np.put_along_axis(liquid, order[:, :max_symbols], True, axis=1)
+    liquid |= protected
+    checks = {
+        "not_in_reference": ~listed & ~protected,
+        "short_history": bars < rules.min_history,
+        "stale": ~recent,
+        "blacklisted": np.zeros(close.shape, bool),
+        "price_floor": ~(close >= rules.min_price) & ~protected,
+        "market_cap_unknown": cap_unknown & ~protected & (getattr(rules, "unknown_market_cap", "drop") == "drop"),
+        "market_cap": ~(cap >= rules.min_market_cap) & ~cap_unknown & ~protected,
+        "avg_volume": ~(vol20 >= rules.min_avg_volume) & ~protected,
+        "sector": ~sector_ok & ~protected,
+    }
+    if unmirrored := set(REASONS) - set(checks):
+        raise NotImplementedError(f"prescreen reasons {sorted(unmirrored)} have no day-vectorized form here")
+    alive = liquid.copy()
+    counts = {}
+    for reason in REASONS:
+        hit = checks[reason] & alive
+        counts[reason] = int(hit.sum())
+        alive &= ~hit
+    return alive, counts

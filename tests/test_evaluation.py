@@ -1,0 +1,131 @@
+"""Evaluation statistics on synthetic panels: no edge vs planted momentum, trade-plan outcomes, t-stats, shuffling.
+
+The panels are built here (no store, no Prefect): random walks whose only structure is what the test plants.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from technic_v4.calendar import trading_days
+from technic_v4.domain.panel import Panel
+from technic_v4.pipeline.evaluation.chunk import evaluate_panel
+from technic_v4.pipeline.evaluation.config import EvalConfig
+from technic_v4.pipeline.evaluation.forward import plan_outcome
+from technic_v4.pipeline.evaluation.stats import newey_west_t, shuffled_within_days, summarize
+
+N_SYMBOLS, N_EVAL, WINDOW = 400, 160, 260
+
+
+def synthetic_market(seed: int, drift_std: float) -> tuple[Panel, pd.DataFrame]:
+    """Random walks (2 % daily vol); each symbol's constant daily drift ~ N(0, drift_std) is the planted edge."""
+    rng = np.random.default_rng(seed)
+    dates = np.array(trading_days(dt.date(2022, 1, 3), dt.date(2024, 12, 31))[: WINDOW + N_EVAL + 30],
+                     dtype="datetime64[D]")
+    t, n = len(dates), N_SYMBOLS
+    drift = rng.normal(0.0, drift_std, n) if drift_std else np.zeros(n)
+    close = 50.0 * np.exp(np.cumsum(drift + 0.02 * rng.standard_normal((t, n)), axis=0))
+    open_ = close * np.exp(0.004 * rng.standard_normal((t, n)))
+    high = np.maximum(open_, close) * (1 + np.abs(0.006 * rng.standard_normal((t, n))))
+    low = np.minimum(open_, close) * (1 - np.abs(0.006 * rng.standard_normal((t, n))))
+    volume = 5e6 * np.exp(0.3 * rng.standard_normal((t, n)))
+    symbols = np.array([f"S{i:03d}" for i in range(n - 1)] + ["SPY"], dtype=object)
+    panel = Panel(dates=dates, symbols=symbols, open=open_, high=high, low=low, close=close, volume=volume)
+    reference = pd.DataFrame({"symbol": symbols, "name": symbols, "sector": "Technology", "industry": "Software",
+                              "shares_outstanding": 1e9})
+    return panel, reference
+
+
+def evaluate(panel: Panel, reference: pd.DataFrame) -> tuple[pd.DataFrame, dict, EvalConfig]:
+    config = EvalConfig(lookback_days=WINDOW, horizons=(1, 5, 21), chunk_symbols=150)
+    days = [pd.Timestamp(d).date() for d in panel.dates[WINDOW : WINDOW + N_EVAL]]
+    scores, info = evaluate_panel(panel, reference, None, days, config)
+    return scores, info, config
+
+
+@pytest.fixture(scope="module")
+def no_edge():
+    return evaluate(*synthetic_market(seed=11, drift_std=0.0))
+
+
+@pytest.fixture(scope="module")
+def momentum():
+    return evaluate(*synthetic_market(seed=12, drift_std=0.002))
+
+
+def test_no_edge_market_control_and_rating_are_centred_on_zero(no_edge):
+    scores, _, config = no_edge
+    assert scores["Date"].nunique() == N_EVAL and len(scores) == N_EVAL * N_SYMBOLS  # everything passes the prescreen
+    summary = summarize(scores, config.horizons, seed=0)
+    for h, s in summary["horizons"].items():
+        assert abs(s["control_ic"]["mean"]) < 0.01, (h, s["control_ic"])
+        assert abs(s["control_ic"]["t"]) < 2.5, (h, s["control_ic"])
+        assert abs(s["ic"]["mean"]) < 0.02, (h, s["ic"])  # random walks: past trend says nothing
+    assert any("NOT statistically distinguishable" in v for v in summary["verdicts"])
+
+
+def test_planted_momentum_gives_a_clearly_positive_ic_and_the_control_does_not(momentum):
+    scores, _, config = momentum
+    summary = summarize(scores, config.horizons, seed=0)
+    s21 = summary["horizons"][21]
+    assert s21["ic"]["mean"] > 0.1 and s21["ic"]["t"] > 4, s21["ic"]
+    assert abs(s21["control_ic"]["mean"]) < 0.02
+    assert s21["distinguishable"] and "better than no skill" in summary["verdicts"][-1]
+    assert s21["spread"]["mean"] > 0.01 and s21["spread"]["t"] > 3  # top decile beats the bottom one
+    by_decile = s21["by_decile"]["mean"]
+    assert by_decile.loc[10.0] > by_decile.loc[1.0]
+    by_signal = s21["by_signal"]
+    assert by_signal.loc["Strong Long", "mean_excess"] > 0 > by_signal.loc["Strong Short", "mean_excess"]
+
+
+def test_forward_returns_and_plan_outcomes_match_a_plain_loop(momentum):
+    scores, _, _ = momentum
+    panel, _ = synthetic_market(seed=12, drift_std=0.002)
+    row_of = {d: i for i, d in enumerate(panel.dates)}
+    col_of = {s: j for j, s in enumerate(panel.symbols)}
+    sample = scores[scores["Signal"].astype(str) != "Avoid"].sample(300, random_state=1)
+    for rec in sample.itertuples(index=False):
+        r, j = row_of[np.datetime64(rec.Date, "D")], col_of[rec.Symbol]
+        for h in (1, 5, 21):
+            expected = panel.close[r + h, j] / panel.close[r, j] - 1 if r + h < len(panel.dates) else np.nan
+            assert getattr(rec, f"fwd_ret_{h}d") == pytest.approx(expected, rel=1e-12, nan_ok=True)
+        long_ = rec.Signal in ("Long", "Strong Long")
+        first_target = first_stop = 0
+        for k in range(1, 22):  # session by session, as a trader would check the plan
+            if r + k >= len(panel.dates):
+                break
+            hi, lo = panel.high[r + k, j], panel.low[r + k, j]
+            reached_target = hi >= rec.Target if long_ else lo <= rec.Target
+            reached_stop = lo <= rec.Stop if long_ else hi >= rec.Stop
+            first_target = first_target or (k if reached_target else 0)
+            first_stop = first_stop or (k if reached_stop else 0)
+        assert (rec.plan_target_session, rec.plan_stop_session) == (first_target, first_stop)
+
+
+def test_plan_outcome_reads_ties_as_stop_and_respects_the_horizon():
+    target = np.array([3, 0, 2, 6, 0])
+    stop = np.array([0, 4, 2, 0, 0])
+    assert list(plan_outcome(target, stop, 5)) == ["target", "stop", "stop", "neither", "neither"]
+    assert list(plan_outcome(target, stop, 2)) == ["neither", "neither", "stop", "neither", "neither"]
+
+
+def test_newey_west_widens_overlapping_series_and_matches_iid_without_lags():
+    rng = np.random.default_rng(3)
+    iid = rng.standard_normal(2000) + 0.05
+    plain = iid.mean() / (iid.std(ddof=0) / np.sqrt(iid.size))
+    assert newey_west_t(iid, 0) == pytest.approx(plain)
+    overlapping = np.convolve(rng.standard_normal(2020), np.ones(21), "valid")[:2000] + 1.0  # 21-day sums overlap
+    assert newey_west_t(overlapping, 20) < 0.5 * newey_west_t(overlapping, 0)
+
+
+def test_shuffle_permutes_within_each_day_only():
+    days = np.repeat(np.arange(5), 40)
+    values = np.arange(200.0)
+    out = shuffled_within_days(values, days, seed=1)
+    assert not np.array_equal(out, values)
+    for d in range(5):
+        assert sorted(out[days == d]) == sorted(values[days == d])
