@@ -6,6 +6,7 @@ themselves under the `technic_v4.flows` entry-point group (pyproject.toml) and a
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import entry_points
 
 import pandas as pd
@@ -14,11 +15,14 @@ from technic_v4.aio import run_sync
 from technic_v4.errors import ConfigError
 from technic_v4.pipeline.scan_config import ScanConfig
 
-__all__ = ["ScanConfig", "run_scan", "run_scan_output", "load_flow_factory"]
+__all__ = ["ScanConfig", "run_scan", "run_scan_output", "load_flow_factory", "prepare_prefect_api"]
 
 
 def load_flow_factory(name: str):
     """The registered factory `config -> Prefect flow` for flow `name` (e.g. "scan")."""
+    # A temporary Prefect server started for this run must not phone home: offline machines log
+    # "Failed to send telemetry" errors otherwise. An explicit setting in the environment wins.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     found = entry_points(group="technic_v4.flows", name=name)
     if not found:
         raise ConfigError(
@@ -42,7 +46,17 @@ def run_scan(config: ScanConfig | None = None, **overrides) -> tuple[pd.DataFram
     return output.results, output.message
 
 
+def prepare_prefect_api():
+    """Find the Prefect API (PREFECT_API_URL, a running local stack) or start a temporary server now, without
+    waiting, so it comes up while the flow imports (registered as `prefect_api`; None if not installed)."""
+    found = entry_points(group="technic_v4.flows", name="prefect_api")
+    return next(iter(found)).load()() if found else None
+
+
 def run_scan_output(config: ScanConfig):
     """The flow's whole output: results, message and the typed summary."""
+    api = prepare_prefect_api()
     flow = load_flow_factory("scan")(config)
+    if api is not None:
+        api.wait()
     return run_sync(lambda: flow(config=config))

@@ -1,20 +1,23 @@
-"""`technic` command line: scan, top, bench, config, blacklist (typer + rich)."""
+"""`technic` command line: scan, top, bench, config, blacklist (typer + rich).
+
+Imports are lazy: `technic scan` starts (or finds) the Prefect API before pandas, the flow and Prefect are imported,
+so the server comes up while this process imports (see flows/prefect_api.py).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from technic_v4 import progress as progress_hooks
-from technic_v4.config import Settings, load_settings
 from technic_v4.errors import TechnicError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="technic_v4: full-universe US stock scanner")
 # piped output (make scan | tee, CI logs) gets a wide fixed width instead of 80 columns, so the table stays readable
@@ -25,6 +28,9 @@ TABLE_COLUMNS = ["Symbol", "Sector", "Close", "ret_21d", "RSI14", "ATR14_pct", "
 
 
 def results_table(df: pd.DataFrame, title: str, top: int) -> Table:
+    import pandas as pd
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False, header_style="bold")
     table.add_column("#", justify="right")
     for col in TABLE_COLUMNS:
@@ -48,13 +54,17 @@ def scan(
     source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|simulated"),
     as_of: Optional[str] = typer.Option(None, help="YYYY-MM-DD (default: last completed session)"),
     intraday: bool = typer.Option(False, help="Add today's unfinished session (one snapshot call)"),
-    runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
+    runner: Optional[str] = typer.Option(None, help="auto|ray|thread (default TECHNIC_TASK_RUNNER, auto)"),
     workers: Optional[int] = typer.Option(None, help="Scoring chunks (default TECHNIC_MAX_WORKERS)"),
     watchlist: str = typer.Option("", help="Comma-separated symbols, always scored first"),
     signals: Optional[str] = typer.Option(None, help="Comma-separated signals to keep, e.g. 'Strong Long,Long'"),
     top: int = typer.Option(25, help="Rows to print"),
 ) -> None:
     """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
+    _prepare_prefect_api()  # first: a server it has to start comes up while the rest imports
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from technic_v4 import progress as progress_hooks
     from technic_v4.api import ScanConfig, run_scan
 
     try:
@@ -94,6 +104,10 @@ def top_cmd(n: int = typer.Option(25, help="Rows"), signal: Optional[str] = type
     """Print the last published scan (latest.csv) without scanning."""
     import json
 
+    import pandas as pd
+
+    from technic_v4.config import load_settings
+
     settings = load_settings()
     path = settings.data_dir / "results" / "latest.csv"
     if not path.exists():
@@ -119,6 +133,10 @@ def bench(quick: bool = typer.Option(False, help="Smaller sizes, for a smoke run
 @app.command()
 def config() -> None:
     """Show the effective configuration (the API key is never shown)."""
+    from rich.table import Table
+
+    from technic_v4.config import Settings, load_settings
+
     s = load_settings()
     table = Table(title="technic_v4 settings", header_style="bold")
     for col in ("variable", "value", "meaning"):
@@ -134,6 +152,7 @@ def config() -> None:
 @app.command()
 def blacklist(clear: bool = typer.Option(False, help="Forget every low-volume streak")) -> None:
     """Show or clear the persisted low-volume blacklist, per scan configuration."""
+    from technic_v4.config import load_settings
     from technic_v4.pipeline.state import ScanState
     from technic_v4.store.bar_store import BarStore
 
@@ -179,6 +198,14 @@ def evaluate(
         raise typer.Exit(2) from None
     _, summary = run_evaluation(config)
     console.print(summary["message"])
+
+
+def _prepare_prefect_api() -> None:
+    """Call the `prefect_api` hook the flows package registers (the library does not import `flows`)."""
+    from importlib.metadata import entry_points
+
+    for hook in entry_points(group="technic_v4.flows", name="prefect_api"):
+        hook.load()()
 
 
 def main() -> None:

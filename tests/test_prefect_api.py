@@ -1,0 +1,92 @@
+"""Which Prefect API a fresh process uses: a configured URL, a running local stack, else a temporary server started
+before the flow's imports and stopped at exit. Each case runs in a fresh interpreter, as `technic scan` does."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+PROBE = """
+import json, sys
+from importlib.metadata import entry_points
+(hook,) = entry_points(group="technic_v4.flows", name="prefect_api")
+api = hook.load()()
+imported_prefect = "prefect" in sys.modules
+api.wait(timeout=120)
+import urllib.request
+up = urllib.request.urlopen(api.url + "/health", timeout=5).status if api.how in ("temporary", "local stack") else None
+print(json.dumps({"how": api.how, "url": api.url, "up": up, "imported_prefect": imported_prefect,
+                  "env": __import__("os").environ.get("PREFECT_API_URL")}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _probe(tmp_path, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    clean.update(PREFECT_HOME=str(tmp_path / "prefect_home"), PREFECT_SERVER_ANALYTICS_ENABLED="false", **env)
+    out = subprocess.run([sys.executable, "-c", PROBE], env=clean, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_configured_url_is_used_as_is(tmp_path):
+    got = _probe(tmp_path, PREFECT_API_URL="http://127.0.0.1:9/api", PREFECT_PORT=str(_free_port()))
+    assert got["how"] == "configured" and got["url"] == "http://127.0.0.1:9/api" and not got["imported_prefect"]
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.end_headers()
+        self.wfile.write(b"true")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_running_local_stack_is_reused(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        got = _probe(tmp_path, PREFECT_PORT=str(port))
+    finally:
+        server.shutdown()
+    assert got == {"how": "local stack", "url": f"http://127.0.0.1:{port}/api", "up": 200, "imported_prefect": False,
+                   "env": f"http://127.0.0.1:{port}/api"}
+
+
+def test_temporary_server_starts_before_prefect_is_imported_and_stops_at_exit(tmp_path):
+    got = _probe(tmp_path, PREFECT_PORT=str(_free_port()))
+    assert got["how"] == "temporary" and got["up"] == 200 and got["env"] == got["url"]
+    assert not got["imported_prefect"]  # started first, so it comes up while the flow imports
+    port = int(got["url"].rsplit(":", 1)[1].split("/")[0])
+    with socket.socket() as sock:  # the process exited: its server was stopped with it
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("profile", ["active = 'remote'\n[profiles.remote]\nPREFECT_API_URL = 'http://10.0.0.9:4200/api'\n"])
+def test_url_of_the_active_profile_counts_as_configured(tmp_path, profile):
+    home = tmp_path / "prefect_home"
+    home.mkdir()
+    (home / "profiles.toml").write_text(profile)
+    got = _probe(tmp_path, PREFECT_PORT=str(_free_port()))
+    assert got["how"] == "configured" and got["url"] == "http://10.0.0.9:4200/api" and got["env"] is None
+
+
+def test_cli_import_leaves_pandas_prefect_and_the_flow_for_later():
+    code = "import sys, technic_v4.cli; print(sorted(m for m in ('pandas', 'prefect', 'flows.scan') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
