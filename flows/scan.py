@@ -23,6 +23,7 @@ from technic_v4.pipeline.scan_config import ScanConfig
 from technic_v4.pipeline.screen import check_sectors, screen
 from technic_v4.pipeline.state import ScanState
 from technic_v4.pipeline.summary import build_summary
+from technic_v4.pipeline.universe import upkeep_details_for_scan
 
 
 @flow(name="scan", log_prints=False)
@@ -40,11 +41,16 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
             history, live_day = run.history_and_live_day()
             bars = await fetch_bars(run, history, live_day)
             splits, split_changed = await refresh_splits(run)
+        require_days(bars, run.as_of)
+        with timer.stage("load_panel"):
+            duplicates: list[dict] = []
+            panel = load_panel(run.store, bars.days, splits=splits, duplicates=duplicates)
+        with timer.stage("details"):  # ticker details on a budget, ranked by the bars just loaded
+            reference, details_info = await upkeep_details_for_scan(
+                run, reference, panel, splits, blacklist=state.blacklist, cold=bars.bars_reused == 0,
+                calls_so_far=run.source.counter.since(calls_before)["attempts"])
+            reference_info = {**reference_info, **details_info}
         calls = run.source.counter.since(calls_before)
-    require_days(bars, run.as_of)
-    with timer.stage("load_panel"):
-        duplicates: list[dict] = []
-        panel = load_panel(run.store, bars.days, splits=splits, duplicates=duplicates)
     with timer.stage("regime"):
         regime = compute_regime(panel)
     with timer.stage("prescreen"):
@@ -67,6 +73,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         signals=signal_counts(results), changes=signal_changes(previous, results), previous_as_of=previous_as_of,
         bars=bars, calls=calls, split_changed=split_changed, reference_info=reference_info, plan=plan,
         scored=scored, invalid_rows=len(invalid))
+    summary.provisional_days = [d.isoformat() for d in bars.days if not run.store.has_day(d, final_only=True)]
     output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer)
     get_run_logger().info("\n%s", output.message)
     return output

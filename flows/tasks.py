@@ -28,9 +28,13 @@ IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15], "retry_condition_
 
 
 def _month_cache_key(_ctx, params) -> str:
-    """One key per (source, month, exact day list, closed/live): a closed month's key never changes."""
+    """One key per (source, month, exact day list, closed/live): a settled month's key never changes. A month whose
+    last day has not settled yet (TECHNIC_SETTLE_TIME) gets a key of this moment: never answered as final."""
     days = params["days"]
     state = "final" if params["final"] else "live"
+    now = fetching.utcnow()
+    if state == "final" and not fetching.is_settled(days[-1], now, params["runtime"].settings.settle_time):
+        state = f"provisional-{now:%Y%m%dT%H%M%S%f}"
     return f"bars-{params['runtime'].source_id}-{params['month']}-{days[0]}-{days[-1]}-{len(days)}-{state}"
 
 
@@ -49,8 +53,9 @@ async def fetch_month(month: str, days: list[dt.date], final: bool, runtime: Sca
     from prefect.runtime import flow_run
 
     report = await fetching.ensure_days(
-        runtime.store, runtime.source, days, final=final, on_missing=runtime.config.on_missing_day, progress=progress
-    )
+        runtime.store, runtime.source, days, final=None if final else False,
+        settle_time=runtime.settings.settle_time, on_missing=runtime.config.on_missing_day, progress=progress,
+    )  # final: each day by the settle clock (provisional before it)
     # A month with a failed day is still cached here; the flow checks the store afterwards and refreshes any
     # cached month whose days are not all stored, so a hole is retried on the next scan.
     return {

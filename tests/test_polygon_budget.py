@@ -19,7 +19,7 @@ from technic_v4.testing.listed_market import OTHER_TYPE, ListedMarket
 from technic_v4.testing.polygon_server import PolygonServer
 from tests.helpers.budget_scan import KEY, LOOKBACK, budget_scan
 
-pytestmark = pytest.mark.slow  # the cold 300-day backfill of 6,400 simulated symbols takes about a minute
+slow = pytest.mark.slow  # the cold 300-day backfill of 6,400 simulated symbols takes about a minute
 
 END = dt.date(2026, 10, 30)
 
@@ -38,6 +38,7 @@ def ten_scans(market, tmp_path_factory):
         return [asyncio.run(budget_scan(server, store, day)) for day in sessions], store
 
 
+@slow
 def test_market_lists_6000_symbols_and_trades_unlisted_preferreds(market):
     ref = market.reference()
     assert len(ref[ref["type"].isin(["CS", "ADRC", "ETF"])]) == 6000
@@ -45,6 +46,7 @@ def test_market_lists_6000_symbols_and_trades_unlisted_preferreds(market):
     assert set(market.other_type_symbols) <= traded and len(market.other_type_symbols) > 0
 
 
+@slow
 def test_first_scan_within_420_calls_and_every_daily_scan_within_100(ten_scans):
     scans, _ = ten_scans
     for s in scans:
@@ -61,6 +63,7 @@ def test_first_scan_within_420_calls_and_every_daily_scan_within_100(ten_scans):
     assert sum(s.calls["tickers"] for s in scans) == 2 * first.calls["tickers"]  # one weekly refresh, in budget
 
 
+@slow
 def test_details_go_to_the_most_liquid_candidates_first_and_unknown_caps_shrink(ten_scans):
     scans, store = ten_scans
     unknown = [s.unknown_cap_kept for s in scans]
@@ -70,8 +73,35 @@ def test_details_go_to_the_most_liquid_candidates_first_and_unknown_caps_shrink(
     assert len(have) == sum(s.details_fetched for s in scans) - len(store.read_state("unlisted_details") or {})
 
 
+@slow
 def test_liquid_unlisted_symbols_are_asked_once_and_remembered_by_type(ten_scans, market):
     _, store = ten_scans
     unlisted = store.read_state("unlisted_details")
     assert unlisted and {v["type"] for v in unlisted.values()} == {OTHER_TYPE}
     assert set(unlisted) <= set(market.other_type_symbols)
+
+
+def test_flow_reports_unknown_caps_and_spends_the_details_budget(prefect_api, use_loopback_polygon, tmp_path):
+    """The real scan flow over a small loopback market: cold scan no details, next session the budget's worth."""
+    from technic_v4.api import ScanConfig, run_scan_output
+    from technic_v4.data.simulated import SimulatedMarket
+
+    day1, day2 = dt.date(2026, 10, 13), dt.date(2026, 10, 14)
+    market = SimulatedMarket(seed=7, n_symbols=400, end=day2)
+    with PolygonServer(market, api_key=KEY, today=day1) as server:
+        use_loopback_polygon(server, KEY)
+        config = dict(lookback_days=40, allow_short_history=True)
+        cold = run_scan_output(ScanConfig.build(as_of=day1, **config))
+        assert cold.summary["metrics"]["api_calls_by_endpoint"].get("ticker_details", 0) == 0
+        unknown = cold.summary["prescreen"]["kept_flagged"]["market_cap_unknown"]
+        assert unknown > 20 and f"market cap unknown for {unknown} symbols" in cold.message
+        assert cold.results["MarketCapUnknown"].sum() == unknown and cold.results["MarketCap"].isna().sum() >= unknown
+
+        server.endpoints.today = day2
+        warm = run_scan_output(ScanConfig.build(as_of=day2, **config))
+        m = warm.summary["metrics"]
+        assert m["api_calls"] <= 100 and m["api_calls_by_endpoint"]["grouped_daily"] == 1
+        fetched = m["api_calls_by_endpoint"]["ticker_details"]
+        assert fetched == warm.summary["reference"]["details_fetched"] > 0
+        assert f"{fetched} details fetched this scan" in warm.message
+        assert warm.summary["prescreen"]["kept_flagged"]["market_cap_unknown"] < unknown

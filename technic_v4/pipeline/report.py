@@ -71,6 +71,20 @@ def _changes(s: ScanSummary) -> str:
     return f"{since}: {len(ch['new'])} new, {len(ch['dropped'])} dropped, {len(ch['changed'])} flipped signals"
 
 
+def universe_lines(s: ScanSummary) -> list[str]:
+    """Unknown market caps (kept and flagged) with the details upkeep behind them, and provisional days."""
+    lines = []
+    unknown = s.prescreen.get("kept_flagged", {}).get("market_cap_unknown", 0)
+    if unknown or s.reference.get("details_fetched"):
+        lines.append(f"market cap unknown for {unknown:,} symbols (kept, flagged MarketCapUnknown); "
+                     f"{s.reference.get('details_fetched', 0)} details fetched this scan, "
+                     f"{s.reference.get('details_still_missing', 0):,} still to fetch")
+    if s.provisional_days:
+        lines.append(f"PROVISIONAL bars for {short_list(s.provisional_days)}: fetched before the settle time, "
+                     "refetched by the first scan after it (TECHNIC_SETTLE_TIME)")
+    return lines
+
+
 def format_message(s: ScanSummary) -> str:
     """A compact multi-line summary for terminals and logs."""
     m = s.metrics
@@ -94,6 +108,7 @@ def format_message(s: ScanSummary) -> str:
         lines.append(f"MISSING DAYS (not fetched, scan ran without them): {short_list(s.missing_days)}")
     if s.unknown_watchlist:
         lines.append(f"watchlist symbols not found: {short_list(s.unknown_watchlist)}")
+    lines += universe_lines(s)
     lines.append(_changes(s))
     return "\n".join(lines)
 
@@ -134,6 +149,8 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame) -> str:
     parts.append(f"## Metrics (measured)\n| metric | value |\n|---|---|\n{rows}")
     if s.split_changed:
         parts.append(f"## New splits\n{short_list(s.split_changed)}")
+    if upkeep := universe_lines(s):
+        parts.append("## Universe and settlement\n" + "\n".join(f"- {line}" for line in upkeep))
     if s.missing_days:
         parts.append("## Missing days\n" + "\n".join(f"- {d}: {why}" for d, why in list(s.missing_days.items())[:20]))
     if s.quarantine:

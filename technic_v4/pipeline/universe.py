@@ -246,6 +246,19 @@ async def upkeep_details(
     return reference, {**info, "details_budget": "all" if budget is None else budget}
 
 
+async def upkeep_details_for_scan(run, reference: pd.DataFrame, panel, splits: pd.DataFrame, *, blacklist: dict,
+                                  cold: bool, calls_so_far: int) -> tuple[pd.DataFrame, dict]:
+    """The scan's details stage: candidates from its panel and prescreen rules, budget from its settings."""
+    from technic_v4.pipeline.prescreen import details_candidates
+    from technic_v4.pipeline.screen import rules_for
+
+    liquidity = details_candidates(panel, rules_for(run.config), max_symbols=run.config.max_symbols,
+                                   blacklist=blacklist, always_keep=tuple(run.config.watchlist))
+    return await upkeep_details(
+        run.store, run.source, reference, liquidity, setting=run.settings.details_per_scan, calls_so_far=calls_so_far,
+        cold=cold, max_age=dt.timedelta(days=run.settings.details_max_age_days), splits=splits)
+
+
 # ---- splits -----------------------------------------------------------------------------------------------------------
 
 
