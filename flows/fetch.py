@@ -4,6 +4,7 @@ progress artifact. The counting is plain code in technic_v4.pipeline.fetch.BarsR
 from __future__ import annotations
 
 import asyncio
+import time
 import datetime as dt
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from technic_v4.pipeline.runtime import ScanRuntime
 class FetchProgress:
     """Feeds the CLI progress bar and the Prefect progress artifact (updated every 5 %, then 100 % or "failed")."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, clock=time.monotonic):
         self.total, self.done, self.sent, self.artifact_id = total, 0, 0.0, None
+        self.clock, self.started = clock, clock()
         self.pending: set[asyncio.Task] = set()
 
     async def start(self) -> None:
@@ -34,9 +36,15 @@ class FetchProgress:
         pct = 100.0 * self.done / max(self.total, 1)
         if self.artifact_id is not None and pct - self.sent >= 5:
             self.sent = pct
-            t = asyncio.get_running_loop().create_task(aupdate_progress_artifact(self.artifact_id, pct))
+            t = asyncio.get_running_loop().create_task(
+                aupdate_progress_artifact(self.artifact_id, pct, description=self.eta_text()))
             self.pending.add(t)
             t.add_done_callback(self.pending.discard)
+
+    def eta_text(self) -> str:
+        """Days done and the time left at the pace so far (the free tier's 5 requests/min make a cold backfill ~1 h)."""
+        left = (self.clock() - self.started) / max(self.done, 1) * (self.total - self.done)
+        return f"fetched {self.done} of {self.total} trading days; about {left / 60:.0f} min left"
 
     async def finish(self, failed: bool = False, note: str = "") -> None:
         """The artifact ends at 100 % when the stage is done (cached months never report per day) or says failed."""

@@ -62,7 +62,9 @@ def scan(
 ) -> None:
     """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
     _prepare_prefect_api()  # first: a server it has to start comes up while the rest imports
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
 
     from technic_v4 import progress as progress_hooks
     from technic_v4.api import ScanConfig, run_scan
@@ -77,7 +79,9 @@ def scan(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
 
+    # ETA: on the free tier (5 requests/min) a cold backfill of 300 days takes about an hour
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("fetching trading days", total=None)
 

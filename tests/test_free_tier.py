@@ -103,3 +103,14 @@ def test_flat_files_backfill_leaves_reference_and_splits_to_the_api(server, mark
     next_day = previous_trading_days(AS_OF + dt.timedelta(days=1), 1)[-1]
     warm = asyncio.run(budget_scan(server, store, next_day, wrap=files_first))
     assert warm.calls["grouped_daily"] == 1 and 0 < warm.total <= 100
+
+
+def test_fetch_progress_says_how_long_the_backfill_has_left():
+    from flows.fetch import FetchProgress
+
+    now = [0.0]
+    progress = FetchProgress(300, clock=lambda: now[0])
+    for _ in range(30):  # 30 days at the free tier's pace: 5 a minute
+        now[0] += 12.0
+        progress(0, 300)
+    assert progress.eta_text() == "fetched 30 of 300 trading days; about 54 min left"

@@ -105,3 +105,39 @@ def test_flow_reports_unknown_caps_and_spends_the_details_budget(prefect_api, us
         assert fetched == warm.summary["reference"]["details_fetched"] > 0
         assert f"{fetched} details fetched this scan" in warm.message
         assert warm.summary["prescreen"]["kept_flagged"]["market_cap_unknown"] < unknown
+
+
+@slow
+def test_flow_first_scan_and_five_daily_scans_within_budget(prefect_api, use_loopback_polygon, market):
+    """The real scan flow, default settings, 6,000 listed symbols: cold scan <= 420 calls, then five daily scans
+    (as_of one session later each time) <= 100 calls each, counted by the server."""
+    from technic_v4.api import ScanConfig, run_scan_output
+
+    sessions = trading_days(END - dt.timedelta(days=14), END)[-6:]
+    with PolygonServer(market, api_key=KEY, today=sessions[0]) as server:
+        use_loopback_polygon(server, KEY)
+        totals = []
+        for day in sessions:
+            server.endpoints.today, mark = day, server.requests.mark()
+            out = run_scan_output(ScanConfig.build(as_of=day))
+            calls = server.requests.since(mark)
+            totals.append(sum(calls.values()))
+            print(day, sum(calls.values()), dict(calls), out.message.splitlines()[-2])
+            assert out.summary["metrics"]["api_calls"] == sum(calls.values())  # the flow counts what the server saw
+    assert totals[0] <= 420 and all(t <= 100 for t in totals[1:]), totals
+
+
+@slow
+def test_market_caps_known_for_all_kept_symbols_after_37_scans(market, tmp_path):
+    """Scan every session from a fresh data dir until no kept symbol has an unknown market cap. A 30-session lookback
+    keeps the test short: the candidates come from the 20-day window, so the count is the 300-day one's."""
+    store = BarStore(tmp_path)
+    sessions = trading_days(dt.date(2026, 9, 1), END)
+    with PolygonServer(market, api_key=KEY, today=sessions[0]) as server:
+        for n, day in enumerate(sessions, 1):
+            scan = asyncio.run(budget_scan(server, store, day, lookback=30))
+            assert scan.total <= 100 or n == 1
+            if n > 1 and scan.unknown_cap_kept == 0:
+                break
+    print(f"market caps known for every kept symbol after {n} scans ({scan.kept} kept)")
+    assert scan.unknown_cap_kept == 0 and n == 37
