@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from technic_v4.data.columns import SPLIT_COLUMNS, conform, empty_frame
@@ -64,18 +65,30 @@ async def load_reference(
         df, fetched_at = cached
         age = now - pd.Timestamp(fetched_at).to_pydatetime()
         if age <= max_age:
+            df = with_detail_state(df, fetched_at)
             return df, {"reference": "cache", "reference_age_hours": round(age.total_seconds() / 3600, 2)}
         log.info("reference listing is %s old; refreshing", age)
     previous = store.read_reference()
+    previous = with_detail_state(*previous) if previous else None
     listing = await source.listing()
     if listing.empty:
         raise ValueError(f"{source.name} returned an empty universe; refusing to cache it")
-    df = merge_listing(listing, previous[0] if previous else None, now=now, has_details=source.listing_has_details)
+    df = merge_listing(listing, previous, now=now, has_details=source.listing_has_details)
     if force and not source.listing_has_details:
         df = apply_details(df, await source.ticker_details(list(df["symbol"])), now=now)
     with store.lock():
         store.write_reference(df, fetched_at=now)
     return df, {"reference": "fetched", "reference_age_hours": 0.0, "reference_symbols": len(df)}
+
+
+def with_detail_state(df: pd.DataFrame, fetched_at: dt.datetime) -> pd.DataFrame:
+    """A reference stored before details had their own age (full details at fetch time): rows with shares outstanding
+    count as fetched with the reference, so an upgrade does not refetch every symbol's details."""
+    if "details_fetched_at" in df:
+        return df
+    known = pd.to_numeric(df["shares_outstanding"], errors="coerce").notna()
+    return df.assign(details_fetched_at=np.where(known, pd.Timestamp(fetched_at).isoformat(), None),
+                     details_status=np.where(known, "ok", None))
 
 
 def merge_listing(listing: pd.DataFrame, previous: pd.DataFrame | None, *, now: dt.datetime, has_details: bool) -> pd.DataFrame:
