@@ -4,6 +4,7 @@ forward returns and trade-plan outcomes per symbol chunk (thread or Ray tasks) -
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass
 
@@ -56,8 +57,9 @@ def _last_session(config: EvalConfig) -> dt.date:
 
 def _run_chunks(job: PanelJob, config: EvalConfig, settings) -> tuple[list, str, str]:
     kind, reason = choose_runner(config.task_runner or settings.task_runner, job.panel.shape[1], settings)
-    chunks = column_chunks(job.panel.shape[1], config.chunk_symbols)
-    with make_task_runner(kind, config.max_workers or settings.max_workers, settings.ray_address) as runner:
+    workers = config.max_workers or settings.max_workers
+    chunks = column_chunks(job.panel.shape[1], config.chunk_symbols, multiple_of=workers)
+    with make_task_runner(kind, workers, settings.ray_address) as runner:
         job_ref = SharedDataStore(runner).put(job)
         futures = [runner.submit(evaluate_chunk_task, {"job": job_ref, "columns": cols}) for cols in chunks]
         return [f.result() for f in futures], kind, reason
@@ -68,8 +70,6 @@ def _publish(folder, scores: pd.DataFrame, summary: dict, simulated: bool) -> di
     plots = save_plots(summary, folder, simulated)
     atomic_write(folder / "scores.parquet", lambda p: scores.to_parquet(p, index=False))
     atomic_write_text(folder / "report.md", summary["report_md"])
-    import json
-
     atomic_write_text(folder / "summary.json", json.dumps(json_ready(summary), indent=2, default=str))
     return {"folder": str(folder), "scores": str(folder / "scores.parquet"), "report": str(folder / "report.md"),
             "plots": [str(p) for p in plots]}
@@ -112,7 +112,7 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
         "source": run.source.name, "rows": int(len(scores)),
         "rows_without_rating": int(scores["TechRating"].isna().sum()), "sessions": len(evaluated),
         "universe_mean": float(np.mean(prepared.universe_per_day)), "listing": listing_note,
-        "delisted_in_universe": int(scores["Symbol"].astype(str).isin(delisted).groupby(scores["Symbol"].astype(str)).any().sum()),
+        "delisted_in_universe": int(scores.loc[scores["Symbol"].astype(str).isin(delisted), "Symbol"].nunique()),
         "missing": info["missing"], "prescreen_filtered": prepared.prescreen,
         "quarantined_bars": int(len(prepared.quarantine)), "plan_both_same_session": info["plan_both_same_session"],
         "metrics": {"api_calls": calls["attempts"], "days_loaded": len(bars.days), "days_fetched": len(bars.fetched),

@@ -16,7 +16,7 @@ from technic_v4.domain.panel import Panel
 from technic_v4.pipeline.evaluation.chunk import evaluate_panel
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.forward import plan_outcome
-from technic_v4.pipeline.evaluation.stats import newey_west_t, shuffled_within_days, summarize
+from technic_v4.pipeline.evaluation.stats import newey_west_t, rating_ranks, shuffled_ranks, summarize, within_day_ranks
 
 N_SYMBOLS, N_EVAL, WINDOW = 400, 160, 260
 
@@ -122,10 +122,17 @@ def test_newey_west_widens_overlapping_series_and_matches_iid_without_lags():
     assert newey_west_t(overlapping, 20) < 0.5 * newey_west_t(overlapping, 0)
 
 
-def test_shuffle_permutes_within_each_day_only():
+def test_within_day_ranks_and_the_shuffled_control():
     days = np.repeat(np.arange(5), 40)
-    values = np.arange(200.0)
-    out = shuffled_within_days(values, days, seed=1)
-    assert not np.array_equal(out, values)
+    values = np.random.default_rng(4).standard_normal(200)
+    ranks = within_day_ranks(days, values)
     for d in range(5):
-        assert sorted(out[days == d]) == sorted(values[days == d])
+        at = days == d
+        np.testing.assert_array_equal(ranks[at], pd.Series(values[at]).rank().to_numpy())
+    by_rating = np.lexsort((-values, days))  # day, then rating descending: ranked from positions, no sort
+    np.testing.assert_array_equal(rating_ranks(days[by_rating], values[by_rating]), ranks[by_rating])
+    np.testing.assert_array_equal(rating_ranks(days, values), ranks)  # unsorted rows: sorted
+    shuffled = shuffled_ranks(days, seed=1)
+    for d in range(5):  # a permutation of 1..40 on each day, not the identity
+        assert sorted(shuffled[days == d]) == list(range(1, 41))
+    assert not np.array_equal(shuffled, ranks) and not np.array_equal(shuffled[:40], np.arange(1, 41))

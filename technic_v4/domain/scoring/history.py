@@ -6,9 +6,10 @@ math) and read at each symbol's last valid bar on or before d. Point-in-time rul
 
 * a value is NaN when fewer than the indicator's `min_bars` valid bars fall inside d's window, exactly as the scan's
   shorter panel would make it; window indicators then see the very same bars;
-* recursive indicators (EMA, Wilder RSI/ATR, MACD) are seeded earlier here than in a scan's window; after the window's
-  300 sessions the seed's weight is below 1e-9 (CATALOGUE lookbacks converge to 1e-3 well inside 252 bars), so values
-  agree to float noise, not exactly;
+* recursive indicators (EMA, Wilder RSI/ATR, MACD) are seeded earlier here than in a scan's window; a symbol that
+  traded through the window has ~300 bars since the scan's seed, whose weight has decayed below 1e-9, so values agree
+  to float noise (TechRating within 1e-6, measured ~2e-8), not bit for bit. A symbol halted for most of the window
+  (fewer valid bars than an indicator's `lookback`, with older history before it) can differ more;
 * prices are split-adjusted as of the history's last day; each day's rows are divided back by the factor of the splits
   after d (`asof_factor`), so Close/Entry/Stop/Target are the prices the scan showed on d. Sub-scores and TechRating
   are ratios and signs of prices, so they need no rescaling;

@@ -14,12 +14,15 @@ import pandas as pd
 
 from technic_v4.domain.bar_quality import quarantine_panel
 from technic_v4.domain.panel import Panel
-from technic_v4.domain.regime import Regime
+from technic_v4.domain.regime import HIGH_VOL_SUFFIX, TRENDS, Regime
 from technic_v4.domain.scoring.history import score_cells
-from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS
+from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS, SIGNALS
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.forward import forward_returns, plan_first_sessions
 from technic_v4.pipeline.evaluation.universe import asof_factors, daily_regimes, kept_mask
+
+
+REGIME_LABELS = [t + suffix for t in TRENDS for suffix in ("", HIGH_VOL_SUFFIX)]
 
 
 @dataclass
@@ -71,11 +74,11 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
     factor = job.factor[:, columns][rows, col]  # prices as the scan on that day showed them
     frame = pd.DataFrame({
         "Date": panel.dates[rows],
-        "Symbol": panel.symbols[col],
+        "Symbol": pd.Categorical.from_codes(columns[col], categories=job.panel.symbols),  # same categories everywhere
         "Close": s["Close"] / factor,
         "TechRating": s["TechRating"],
-        "Signal": s["Signal"],
-        "Regime": s["Regime"],
+        "Signal": pd.Categorical(s["Signal"], categories=SIGNALS),
+        "Regime": pd.Categorical(s["Regime"], categories=REGIME_LABELS),
         "Entry": s["Entry"] / factor,
         "Stop": s["Stop"] / factor,
         "Target": s["Target"] / factor,
@@ -96,21 +99,23 @@ def merge_chunk_infos(infos: list[dict]) -> dict:
     return {"missing": missing, "plan_both_same_session": sum(i["plan_both_same_session"] for i in infos)}
 
 
-def column_chunks(n_symbols: int, chunk_symbols: int) -> list[np.ndarray]:
+def column_chunks(n_symbols: int, chunk_symbols: int, multiple_of: int = 1) -> list[np.ndarray]:
+    """Column chunks of at most ~`chunk_symbols` (bounding a task's memory), as many as a multiple of the workers so
+    that no worker is left with the last chunk alone."""
     n = max(1, -(-n_symbols // chunk_symbols))
+    n = -(-n // multiple_of) * multiple_of
     return [c for c in np.array_split(np.arange(n_symbols), n) if c.size]
 
 
 def finish(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """One frame, sorted by Date then TechRating (best first); strings as categories (millions of rows)."""
+    """One frame, sorted by Date, then TechRating (best first, NaN last), then Symbol. Strings are categoricals
+    with the same categories in every chunk, so the concatenation stays categorical (millions of rows)."""
     frames = [f for f in frames if len(f)]
     if not frames:
         raise ValueError("no (session, symbol) was kept by the prescreen on any evaluated day")
     out = pd.concat(frames, ignore_index=True)
-    for col in ("Symbol", "Signal", "Regime"):
-        out[col] = out[col].astype("category")
-    return out.sort_values(["Date", "TechRating", "Symbol"], ascending=[True, False, True], na_position="last",
-                           ignore_index=True, kind="stable")
+    order = np.lexsort((out["Symbol"].cat.codes.to_numpy(), -out["TechRating"].to_numpy(), out["Date"].to_numpy()))
+    return out.take(order).reset_index(drop=True)
 
 
 def evaluate_panel(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, evaluated: list,

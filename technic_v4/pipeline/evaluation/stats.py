@@ -40,27 +40,48 @@ def newey_west_t(x: np.ndarray, lags: int) -> float:
     return float(x.mean() / math.sqrt(var / n)) if var > 0 else math.nan
 
 
-def shuffled_within_days(values: np.ndarray, day_codes: np.ndarray, seed: int) -> np.ndarray:
-    """`values` permuted within each day (the no-skill control)."""
-    key = np.random.default_rng(seed).random(len(values))
-    grouped = np.lexsort((np.arange(len(values)), day_codes))
-    shuffled = np.lexsort((key, day_codes))
-    out = np.empty_like(values)
-    out[grouped] = values[shuffled]
-    return out
+def within_day_ranks(day: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Ordinal rank 1..n of `values` within each day (day codes 0..D-1; ties broken by row order)."""
+    by_value = np.argsort(values, kind="stable")
+    small = day.astype(np.int16) if day.size and day.max() < 2**15 else day  # 16-bit keys: numpy's radix sort
+    order = by_value[np.argsort(small[by_value], kind="stable")]  # = lexsort((values, day)), several times faster
+    first = np.concatenate([[0], np.cumsum(np.bincount(day))[:-1]])
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(len(values)) - first[day[order]] + 1
+    return ranks
 
 
-def daily_rank_ic(day_codes: np.ndarray, rating: np.ndarray, ret: np.ndarray) -> pd.Series:
-    """Per day, Spearman correlation of rating and return (average ranks); days with < 3 names or no spread: NaN."""
-    frame = pd.DataFrame({"d": day_codes, "a": rating, "b": ret})
-    g = frame.groupby("d")
-    frame["a"], frame["b"] = g["a"].rank(), g["b"].rank()
-    frame["a"] -= frame.groupby("d")["a"].transform("mean")
-    frame["b"] -= frame.groupby("d")["b"].transform("mean")
-    sums = (frame.assign(ab=frame.a * frame.b, aa=frame.a ** 2, bb=frame.b ** 2).groupby("d")[["ab", "aa", "bb"]]
-            .sum())
+def shuffled_ranks(day: np.ndarray, seed: int) -> np.ndarray:
+    """The no-skill control: a uniformly random ranking within each day (a rating shuffled within the day)."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(day, kind="stable")
+    sizes = np.bincount(day)
+    ranks = np.empty(len(day), dtype=np.float64)
+    ranks[order] = np.concatenate([rng.permutation(n) + 1.0 for n in sizes]) if len(day) else []
+    return ranks
+
+
+def rating_ranks(day: np.ndarray, rating: np.ndarray) -> np.ndarray:
+    """within_day_ranks of the rating; rows already sorted by day then rating descending (run_evaluation's order)
+    are ranked from their positions, without a sort."""
+    if len(day) > 1 and (np.diff(day) >= 0).all():
+        first = np.concatenate([[0], np.cumsum(np.bincount(day))[:-1]])
+        position = np.arange(len(day)) - first[day]
+        same_day = day[1:] == day[:-1]
+        if (rating[1:][same_day] <= rating[:-1][same_day]).all():  # descending: ranks are positions (ties by row)
+            return (np.bincount(day)[day] - position).astype(np.float64)
+    return within_day_ranks(day, rating)
+
+
+def daily_rank_ic(day: np.ndarray, rating_rank: np.ndarray, ret_rank: np.ndarray) -> pd.Series:
+    """Per day, the Pearson correlation of the within-day ranks (Spearman's rho); NaN for days under 3 names."""
+    n = np.bincount(day).astype(float)
+    centre = (n[day] + 1) / 2
+    a, b = rating_rank - centre, ret_rank - centre
+    ab, aa, bb = (np.bincount(day, w) for w in (a * b, a * a, b * b))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return sums["ab"] / np.sqrt(sums["aa"] * sums["bb"])
+        ic = np.where(n >= 3, ab / np.sqrt(aa * bb), np.nan)
+    return pd.Series(ic)
 
 
 def ic_stats(ic: pd.Series, lags: int) -> dict:
@@ -70,21 +91,16 @@ def ic_stats(ic: pd.Series, lags: int) -> dict:
             "days": int(len(ic))}
 
 
-def _group_table(frame: pd.DataFrame, by: str, order) -> pd.DataFrame:
-    g = frame.groupby(by, observed=True)
+def _group_table(codes: np.ndarray, labels, r: np.ndarray, excess: np.ndarray) -> pd.DataFrame:
+    """Mean, median, mean excess, share up, share beating the day's mean, rows per group code (labels[code])."""
+    frame = pd.DataFrame({"g": codes, "r": r, "excess": excess, "up": r > 0, "beat": excess > 0})
+    g = frame[frame["g"] >= 0].groupby("g")
     table = pd.DataFrame({
         "mean": g["r"].mean(), "median": g["r"].median(), "mean_excess": g["excess"].mean(),
         "share_up": g["up"].mean(), "share_beat_universe": g["beat"].mean(), "rows": g["r"].size(),
     })
-    return table.reindex([o for o in order if o in table.index])
-
-
-def deciles(frame: pd.DataFrame) -> pd.Series:
-    """Decile 1..10 of TechRating within each day (ties broken by row order); NaN on days with < 10 names."""
-    rank = frame.groupby("day")["rating"].rank(method="first")
-    size = frame.groupby("day")["rating"].transform("size")
-    dec = np.floor((rank - 1) * 10 / size) + 1
-    return dec.where(size >= 10)
+    table.index = [labels[int(i)] for i in table.index]
+    return table
 
 
 def _plan_table(rows: pd.DataFrame, h: int) -> dict:
@@ -102,9 +118,9 @@ def turnover(scores: pd.DataFrame) -> dict:
     """Mean day-over-day share of each book's names that were not in it the day before, and of changed Signals."""
     days = scores["Date"].to_numpy()
     day_codes, day_index = pd.factorize(days, sort=True)
-    sym_codes, _ = pd.factorize(scores["Symbol"].astype(str))
+    sym_codes, _ = pd.factorize(scores["Symbol"])
     grid = np.full((len(day_index), sym_codes.max() + 1 if len(sym_codes) else 0), -1, dtype=np.int8)
-    grid[day_codes, sym_codes] = pd.Categorical(scores["Signal"].astype(str), categories=SIGNALS).codes
+    grid[day_codes, sym_codes] = pd.Categorical(scores["Signal"], categories=SIGNALS).codes
     prev, cur = grid[:-1], grid[1:]
     out = {}
     for side, signals in (("long", LONG_SIGNALS), ("short", SHORT_SIGNALS)):
@@ -112,44 +128,50 @@ def turnover(scores: pd.DataFrame) -> dict:
         now, before = np.isin(cur, codes), np.isin(prev, codes)
         size = now.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[f"{side}_book_new_share"] = float(np.nanmean(np.where(size > 0, (now & ~before).sum(axis=1) / size, np.nan))) if len(size) else math.nan
+            new_share = np.where(size > 0, (now & ~before).sum(axis=1) / size, np.nan)
+        out[f"{side}_book_new_share"] = float(np.nanmean(new_share)) if np.isfinite(new_share).any() else math.nan
     both = (prev >= 0) & (cur >= 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["signal_changed_share"] = float(np.nanmean(((prev != cur) & both).sum(axis=1) / both.sum(axis=1))) if len(both) else math.nan
+        changed = ((prev != cur) & both).sum(axis=1) / both.sum(axis=1)
+    out["signal_changed_share"] = float(np.nanmean(changed)) if np.isfinite(changed).any() else math.nan
     return out
 
 
 def horizon_stats(scores: pd.DataFrame, h: int, seed: int) -> dict:
-    col = f"fwd_ret_{h}d"
-    ok = np.isfinite(scores[col].to_numpy()) & np.isfinite(scores["TechRating"].to_numpy())
-    rows = scores.loc[ok]
-    day = pd.factorize(rows["Date"].to_numpy(), sort=True)[0]
-    r = rows[col].to_numpy()
-    frame = pd.DataFrame({"day": day, "rating": rows["TechRating"].to_numpy(), "r": r,
-                          "Signal": rows["Signal"].astype(str).to_numpy()})
-    frame["excess"] = r - frame.groupby("day")["r"].transform("mean")
-    frame["up"], frame["beat"] = (r > 0).astype(float), (frame["excess"] > 0).astype(float)
-    frame["decile"] = deciles(frame)
-    by_decile = _group_table(frame.dropna(subset=["decile"]), "decile", [float(k) for k in range(1, 11)])
-    daily = frame.dropna(subset=["decile"]).groupby(["day", "decile"])["r"].mean().unstack()
-    spread = (daily.get(10.0) - daily.get(1.0)).dropna() if 10.0 in daily and 1.0 in daily else pd.Series(dtype=float)
+    r_all = scores[f"fwd_ret_{h}d"].to_numpy()
+    rating_all = scores["TechRating"].to_numpy()
+    ok = np.isfinite(r_all) & np.isfinite(rating_all)
+    dates, day = np.unique(scores["Date"].to_numpy()[ok], return_inverse=True)
+    r, rating = r_all[ok], rating_all[ok]
+    n_day = np.bincount(day)
+    excess = r - (np.bincount(day, r) / n_day)[day]
+    rating_rank = rating_ranks(day, rating)
+    decile = np.where(n_day[day] >= 10, np.floor((rating_rank - 1) * 10 / n_day[day]), -1).astype(int)  # 0..9
+    signal = pd.Categorical(scores["Signal"], categories=SIGNALS).codes[ok]
     lags = max(h - 1, 0)
-    ic = daily_rank_ic(day, frame["rating"].to_numpy(), r)
-    control = daily_rank_ic(day, shuffled_within_days(frame["rating"].to_numpy(), day, seed + h), r)
+    in_decile = decile >= 0
+    cell = day * 10 + decile
+    sums = np.bincount(cell[in_decile], r[in_decile], minlength=len(dates) * 10).reshape(-1, 10)
+    counts = np.bincount(cell[in_decile], minlength=len(dates) * 10).reshape(-1, 10)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = sums[:, 9] / counts[:, 9] - sums[:, 0] / counts[:, 0]
+    spread = spread[np.isfinite(spread)]
+    ret_rank = within_day_ranks(day, r)
+    ic = daily_rank_ic(day, rating_rank, ret_rank).set_axis(dates)
+    control = daily_rank_ic(day, shuffled_ranks(day, seed + h), ret_rank).set_axis(dates)
     diff = (ic - control).dropna()
     t_diff = newey_west_t(diff.to_numpy(), lags)
     return {
-        "horizon": h, "rows": int(len(frame)), "days": int(frame["day"].nunique()),
-        "by_signal": _group_table(frame, "Signal", SIGNALS),
-        "by_decile": by_decile,
-        "spread": {"mean": float(spread.mean()) if len(spread) else math.nan, "t": newey_west_t(spread.to_numpy(), lags),
+        "horizon": h, "rows": int(ok.sum()), "days": int(len(dates)),
+        "by_signal": _group_table(signal, SIGNALS, r, excess),
+        "by_decile": _group_table(decile, [float(k) for k in range(1, 11)], r, excess),
+        "spread": {"mean": float(spread.mean()) if len(spread) else math.nan, "t": newey_west_t(spread, lags),
                    "days": int(len(spread))},
         "ic": ic_stats(ic, lags), "control_ic": ic_stats(control, lags),
         "ic_minus_control": {"mean": float(diff.mean()) if len(diff) else math.nan, "t": t_diff},
         "distinguishable": bool(np.isfinite(t_diff) and abs(t_diff) >= T_DISTINGUISHABLE),
-        "plans": _plan_table(rows, h),
-        "ic_series": pd.Series(ic.to_numpy(), index=pd.Index(np.unique(rows["Date"].to_numpy()))[ic.index]),
-        "control_series": pd.Series(control.to_numpy(), index=pd.Index(np.unique(rows["Date"].to_numpy()))[control.index]),
+        "plans": _plan_table(scores.loc[ok, ["Signal", "plan_target_session", "plan_stop_session"]], h),
+        "ic_series": ic, "control_series": control,
     }
 
 

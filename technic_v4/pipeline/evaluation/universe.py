@@ -24,10 +24,10 @@ from technic_v4.pipeline.prescreen import REASONS, PrescreenRules
 def asof_factors(panel: Panel, splits: pd.DataFrame | None) -> np.ndarray:
     """(T, N) product of split ratios executed after each row's day (within the panel): the panel's adjustment of
     that row's bars, by adjust_for_splits itself. A scan as of day d sees every price of its window / factor[d]."""
-    ones = {f: np.ones(panel.shape) for f in BAR_FIELDS}
+    factor, scratch = np.ones(panel.shape), np.ones(panel.shape)  # scratch takes the other fields' (unused) updates
     if splits is not None and len(splits):
-        adjust_for_splits(ones, panel.dates, panel.symbols, splits)
-    return ones["close"]
+        adjust_for_splits({**{f: scratch for f in BAR_FIELDS}, "close": factor}, panel.dates, panel.symbols, splits)
+    return factor
 
 
 def daily_regimes(panel: Panel, rows: np.ndarray, window: int) -> dict[int, Regime]:
