@@ -13,7 +13,8 @@ from flows.tasks import load_reference, refresh_splits
 from technic_v4.domain.panel_load import load_panel
 from technic_v4.domain.regime import compute_regime
 from technic_v4.domain.scoring.results_schema import validate_results_report
-from technic_v4.pipeline.fetch import require_days
+from technic_v4.domain.indicators import required_history
+from technic_v4.pipeline.fetch import first_scan_history, require_days
 from technic_v4.pipeline.metrics import StageTimer, reset_peak_rss
 from technic_v4.pipeline.publish import read_previous, signal_changes
 from technic_v4.pipeline.report import signal_counts
@@ -39,6 +40,9 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
             check_sectors(config.sectors, reference)
         with timer.stage("fetch"):
             history, live_day = run.history_and_live_day()
+            lookback = len(history)
+            history = first_scan_history(run.store, history, rate_limited=run.settings.rate_limit > 0,
+                                         need=required_history())
             bars = await fetch_bars(run, history, live_day)
             splits, split_changed = await refresh_splits(run)
         require_days(bars, run.as_of)
@@ -74,6 +78,10 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         bars=bars, calls=calls, split_changed=split_changed, reference_info=reference_info, plan=plan,
         scored=scored, invalid_rows=len(invalid))
     summary.provisional_days = [d.isoformat() for d in bars.days if not run.store.has_day(d, final_only=True)]
+    if len(history) < lookback:  # a rate-limited first scan: say which rows lack long history
+        short = results.loc[results["pct_from_52w_high"].isna(), "Symbol"]
+        summary.short_history = {"sessions": len(history), "lookback_days": lookback, "rows": len(short),
+                                 "symbols": sorted(short)[:50]}
     output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer)
     get_run_logger().info("\n%s", output.message)
     return output

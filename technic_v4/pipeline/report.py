@@ -79,6 +79,10 @@ def universe_lines(s: ScanSummary) -> list[str]:
         lines.append(f"market cap unknown for {unknown:,} symbols (kept, flagged MarketCapUnknown); "
                      f"{s.reference.get('details_fetched', 0)} details fetched this scan, "
                      f"{s.reference.get('details_still_missing', 0):,} still to fetch")
+    if h := s.short_history:
+        lines.append(f"first scan on a rate-limited plan loaded {h['sessions']} of {h['lookback_days']} sessions; "
+                     f"{h['rows']:,} rows lack 52-week values (a missing day in the window): "
+                     f"{short_list(h['symbols'])}; the next scan fetches the older sessions")
     if s.provisional_days:
         lines.append(f"PROVISIONAL bars for {short_list(s.provisional_days)}: fetched before the settle time, "
                      "refetched by the first scan after it (TECHNIC_SETTLE_TIME)")

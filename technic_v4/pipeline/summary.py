@@ -57,6 +57,7 @@ class ScanSummary:
     metrics: ScanMetrics = field(default_factory=ScanMetrics)
     previous_as_of: str | None = None  # the scan compared against, None on the first scan of this configuration
     provisional_days: list[str] = field(default_factory=list)  # fetched before their settle time; refetched later
+    short_history: dict = field(default_factory=dict)  # a rate-limited first scan's shorter window and rows it leaves short
     paths: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:

@@ -13,7 +13,8 @@ from technic_v4.data.polygon.client import PolygonClient
 from technic_v4.data.polygon.source import PolygonSource
 from technic_v4.domain.panel_load import load_panel
 from technic_v4.pipeline import universe
-from technic_v4.pipeline.fetch import ensure_days
+from technic_v4.domain.indicators import required_history
+from technic_v4.pipeline.fetch import ensure_days, first_scan_history
 from technic_v4.pipeline.prescreen import PrescreenRules, details_candidates, prescreen
 from technic_v4.store.bar_store import BarStore
 
@@ -49,7 +50,8 @@ async def budget_scan(server, store: BarStore, as_of: dt.date, *, setting="auto"
         on_client(client)
     async with (wrap(PolygonSource(client)) if wrap else PolygonSource(client)) as source:
         reference, _ = await universe.load_reference(store, source, now=now)
-        days = previous_trading_days(as_of, lookback)
+        days = first_scan_history(store, previous_trading_days(as_of, lookback), rate_limited=rate_limit > 0,
+                                  need=required_history())
         cold = not any(store.has_day(d, final_only=False) for d in days)
         await ensure_days(store, source, days, now=now)
         splits, _ = await universe.refresh_splits(store, source, as_of)
