@@ -13,7 +13,7 @@ LIST_LIMIT = 25
 
 # What a trader reads first; the full table stays in the published CSV/parquet.
 TOP_COLUMNS = ["Symbol", "Signal", "TechRating", "Close", "Entry", "Stop", "Target", "RewardRisk", "Sector",
-               "RSI14", "ret_21d", "ATR14_pct", "pct_from_52w_high", "MarketCap_B"]
+               "RSI14", "ret_21d", "ATR14_pct", "MarketCap_B"]
 PERCENT_COLUMNS = ("ret_21d", "ATR14_pct", "pct_from_52w_high")
 
 
