@@ -136,3 +136,22 @@ def test_within_day_ranks_and_the_shuffled_control():
     for d in range(5):  # a permutation of 1..40 on each day, not the identity
         assert sorted(shuffled[days == d]) == list(range(1, 41))
     assert not np.array_equal(shuffled, ranks) and not np.array_equal(shuffled[:40], np.arange(1, 41))
+
+
+def test_updown_volume_rolling_series_equals_the_window_reduce():
+    from technic_v4.domain.indicators import Bars, UpDownVolume, WindowIndicator
+
+    rng = np.random.default_rng(5)
+    t, n = 120, 30
+    close = 50 * np.exp(np.cumsum(0.02 * rng.standard_normal((t, n)), axis=0))
+    volume = 1e6 * np.exp(rng.standard_normal((t, n)))
+    close[:40, :5] = np.nan  # late listings
+    volume[70, 7] = np.nan  # a valid bar without volume
+    volume[90:, 8] = 0.0  # no volume at all: 0/0 is undefined, not a number
+    bars = Bars.from_arrays(close, close, close, close, volume)
+    indicator = UpDownVolume(20)
+    fast = indicator.series(bars)
+    reference = WindowIndicator.series(indicator, bars)  # the generic sliding-window path
+    np.testing.assert_allclose(fast, reference, rtol=1e-9, atol=1e-12, equal_nan=True)
+    assert np.isnan(fast[70:90, 7]).all() and np.isfinite(fast[69, 7]) and np.isnan(fast[-1, 8])
+    np.testing.assert_allclose(fast[-1], indicator.latest(bars), rtol=1e-9, equal_nan=True)

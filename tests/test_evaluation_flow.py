@@ -133,3 +133,14 @@ def test_ray_gives_the_same_scores_as_threads(evaluated, ray_session):
     ray_scores, summary = run_evaluation(EvalConfig(**CONFIG, task_runner="ray"))
     assert summary["meta"]["metrics"]["task_runner"] == "ray"
     pd.testing.assert_frame_equal(ray_scores, scores)
+
+
+def test_cli_evaluate_prints_the_verdicts(evaluated):
+    from typer.testing import CliRunner
+
+    from technic_v4.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--start", str(START), "--end", str(END), "--max-symbols", "1000",
+                                      "--horizons", "1,5"])
+    assert result.exit_code == 0, result.output
+    assert "SIMULATED" in result.output and "5-session: rank IC" in result.output and "21-session" not in result.output
