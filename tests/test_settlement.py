@@ -88,3 +88,38 @@ def test_provisional_day_is_refetched_once_after_settling_then_never(market, tmp
 
         report, calls = fetch(server, store, ny(DAY + dt.timedelta(days=1), 16, 15))
         assert calls == 0 and report.fetched == [] and report.provisional == []
+
+
+def test_flow_labels_a_provisional_day_and_settles_it_through_the_month_cache(
+        prefect_api, use_loopback_polygon, market, monkeypatch):
+    """The scan flow with the settle clock injected (pipeline.fetch.utcnow, read by ensure_days and the month cache
+    key): 16:15 provisional and reported; 21:00 one grouped-daily call, final; the next morning none."""
+    from technic_v4.api import ScanConfig, run_scan_output
+    from technic_v4.pipeline import fetch
+
+    clock = {"now": ny(DAY, 16, 15)}
+    monkeypatch.setattr(fetch, "utcnow", lambda: clock["now"])
+    with PolygonServer(market, api_key=KEY, today=DAY) as server:
+        data_dir = use_loopback_polygon(server, KEY)
+        server.endpoints.provisional[DAY] = 0.9
+
+        def scan():
+            mark = server.requests.mark()
+            out = run_scan_output(ScanConfig.build(as_of=DAY, lookback_days=30, allow_short_history=True))
+            return out, server.requests.since(mark)["grouped_daily"]
+
+        early, calls = scan()
+        assert calls == 30 and early.summary["provisional_days"] == [DAY.isoformat()]
+        assert f"PROVISIONAL bars for {DAY}" in early.message
+        assert not BarStore(data_dir).day_info(DAY)["final"]
+
+        del server.endpoints.provisional[DAY]
+        clock["now"] = ny(DAY, 21, 0)
+        settled, calls = scan()
+        assert calls == 1 and settled.summary["provisional_days"] == [] and "PROVISIONAL" not in settled.message
+        assert settled.summary["metrics"]["bars_fetched"] == len(market.day(DAY))  # not counted as a cache hit
+        assert BarStore(data_dir).day_info(DAY)["final"]
+
+        clock["now"] = ny(DAY + dt.timedelta(days=1), 9, 0)
+        _, calls = scan()
+        assert calls == 0
