@@ -13,6 +13,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from flows.fetch import fetch_bars
 from flows.runners import SharedDataStore, choose_runner, make_task_runner
@@ -109,6 +110,7 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     delisted = set(reference.loc[~reference["active"].astype(bool), "symbol"]) if "active" in reference else set()
     meta = {
         "start": evaluated[0].isoformat(), "end": evaluated[-1].isoformat(), "simulated": run.simulated,
+        "flow_run_id": str(flow_run.id),
         "source": run.source.name, "rows": int(len(scores)),
         "rows_without_rating": int(scores["TechRating"].isna().sum()), "sessions": len(evaluated),
         "universe_mean": float(np.mean(prepared.universe_per_day)), "listing": listing_note,

@@ -155,3 +155,37 @@ def test_updown_volume_rolling_series_equals_the_window_reduce():
     np.testing.assert_allclose(fast, reference, rtol=1e-9, atol=1e-12, equal_nan=True)
     assert np.isnan(fast[70:90, 7]).all() and np.isfinite(fast[69, 7]) and np.isnan(fast[-1, 8])
     np.testing.assert_allclose(fast[-1], indicator.latest(bars), rtol=1e-9, equal_nan=True)
+
+
+def test_flow_publishes_report_plots_and_artifacts(prefect_api, sim_env, monkeypatch):
+    """A small run of the `evaluate` flow (300 simulated names, 5 sessions): files, artifacts, the deployment's params."""
+    import json
+    from pathlib import Path
+
+    import yaml
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from technic_v4.evaluation import run_evaluation
+
+    monkeypatch.setenv("TECHNIC_SIM_SYMBOLS", "300")
+    scores, summary = run_evaluation(start=dt.date(2026, 3, 2), end=dt.date(2026, 3, 6), lookback_days=260,
+                                     horizons="1,5")
+    assert sorted(scores["Date"].dt.date.unique()) == trading_days(dt.date(2026, 3, 2), dt.date(2026, 3, 6))
+    paths = summary["paths"]
+    assert len(pd.read_parquet(paths["scores"])) == len(scores)
+    assert all(Path(p).stat().st_size > 10_000 for p in paths["plots"])  # deciles.png, ic.png
+    report = Path(paths["report"]).read_text()
+    assert report.startswith("# Walk-forward evaluation 2026-03-02 .. 2026-03-06 (SIMULATED)") and "rank IC" in report
+    assert json.loads((Path(paths["folder"]) / "summary.json").read_text())["verdicts"] == summary["verdicts"]
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[summary["meta"]["flow_run_id"]])))
+    by_key = {a.key: a for a in arts}
+    assert by_key["evaluation-report"].data == summary["report_md"]
+    deciles = json.loads(by_key["evaluation-deciles"].data)
+    assert [row["index"] for row in deciles] == [float(k) for k in range(1, 11)]
+    deployments = yaml.safe_load((Path(__file__).parents[1] / "prefect.yaml").read_text())["deployments"]
+    monthly = next(d for d in deployments if d["name"] == "monthly")
+    assert monthly["entrypoint"] == "flows.evaluate:evaluate"
+    assert EvalConfig(**monthly["parameters"]["config"]).horizons == (1, 5, 21)
