@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import time
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.runtime import flow_run
 
-from flows.tasks import fetch_live_day, fetch_month
+from flows.tasks import fetch_live_day, fetch_month, refresh_splits
 from technic_v4 import progress as progress_hooks
-from technic_v4.pipeline.fetch import BarsReport, split_by_month
+from technic_v4.domain.indicators import required_history
+from technic_v4.pipeline.fetch import BarsReport, first_scan_history, require_days, split_by_month
 from technic_v4.pipeline.runtime import ScanRuntime
 
 
@@ -95,3 +99,24 @@ async def fetch_bars(runtime: ScanRuntime, history: list[dt.date], live_day: dt.
     report.count_days(store, history + ([live_day] if live_day else []))
     await progress.finish(note=f"; {len(report.failed)} missing" if report.failed else "")
     return report
+
+
+@dataclass
+class FetchedBars:
+    bars: BarsReport
+    splits: pd.DataFrame  # every known split, applied when the panel loads
+    split_changed: list[str]  # symbols with a split new since the last scan
+    live_day: dt.date | None  # today's unfinished session of an intraday scan
+    lookback: int  # sessions the configuration asked for (a rate-limited first scan may load fewer)
+
+
+async def fetch_stage(run: ScanRuntime) -> FetchedBars:
+    """Every bar the scan needs in the store (one grouped-daily call per missing day) and the splits since last time."""
+    history, live_day = run.history_and_live_day()
+    lookback = len(history)
+    history = first_scan_history(run.store, history, rate_limited=run.settings.rate_limit > 0,
+                                 need=required_history())
+    bars = await fetch_bars(run, history, live_day)
+    splits, split_changed = await refresh_splits(run)
+    require_days(bars, run.as_of)
+    return FetchedBars(bars, splits, split_changed, live_day, lookback)

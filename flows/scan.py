@@ -6,18 +6,15 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.fetch import fetch_bars
+from flows.fetch import fetch_stage
 from flows.publish import ScanOutput, publish_scan
 from flows.score import score_symbols
-from flows.tasks import load_reference, refresh_splits
+from flows.tasks import load_reference
 from technic_v4.domain.panel_load import load_panel
 from technic_v4.domain.regime import compute_regime
 from technic_v4.domain.scoring.results_schema import validate_results_report
-from technic_v4.domain.indicators import required_history
-from technic_v4.pipeline.fetch import first_scan_history, require_days
 from technic_v4.pipeline.metrics import StageTimer, reset_peak_rss
-from technic_v4.pipeline.publish import read_previous, signal_changes
-from technic_v4.pipeline.report import signal_counts
+from technic_v4.pipeline.publish import read_previous
 from technic_v4.pipeline.rescore import assemble_results, plan_rescore
 from technic_v4.pipeline.runtime import open_runtime
 from technic_v4.pipeline.scan_config import ScanConfig
@@ -39,21 +36,12 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
             reference, reference_info = await load_reference(run)
             check_sectors(config.sectors, reference)
         with timer.stage("fetch"):
-            history, live_day = run.history_and_live_day()
-            lookback = len(history)
-            history = first_scan_history(run.store, history, rate_limited=run.settings.rate_limit > 0,
-                                         need=required_history())
-            bars = await fetch_bars(run, history, live_day)
-            splits, split_changed = await refresh_splits(run)
-        require_days(bars, run.as_of)
+            fetched = await fetch_stage(run)
         with timer.stage("load_panel"):
-            duplicates: list[dict] = []
-            panel = load_panel(run.store, bars.days, splits=splits, duplicates=duplicates)
+            panel = load_panel(run.store, fetched.bars.days, splits=fetched.splits, duplicates=(duplicates := []))
         with timer.stage("details"):  # ticker details on a budget, ranked by the bars just loaded
-            reference, details_info = await upkeep_details_for_scan(
-                run, reference, panel, splits, blacklist=state.blacklist, cold=bars.bars_reused == 0,
-                calls_so_far=run.source.counter.since(calls_before)["attempts"])
-            reference_info = {**reference_info, **details_info}
+            reference, reference_info = await upkeep_details(run, reference, reference_info, panel, fetched, state,
+                                                             calls_before)
         calls = run.source.counter.since(calls_before)
     with timer.stage("regime"):
         regime = compute_regime(panel)
@@ -62,29 +50,35 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
     with timer.stage("score"):
         previous, previous_as_of = read_previous(run.settings.data_dir, run.config_key)
         plan = plan_rescore(screened.panel, reference, regime.label, previous, reuse=config.reuse_scores,
-                            force=sorted(set(split_changed) | set(screened.protected)),
+                            force=sorted(set(fetched.split_changed) | set(screened.protected)),
                             first=screened.protected + state.last_signals)
         scored = score_symbols(screened.panel.select(plan.to_score), reference, regime, plan.priority, config,
                                run.settings)
         results = assemble_results(scored.frame, plan)
     with timer.stage("validate"):
         results, invalid = validate_results_report(results)
-        if len(invalid):
-            get_run_logger().error("%d result rows failed validation and were held back:\n%s", len(invalid),
-                                   invalid.head(20))
+        log_invalid(invalid)
     summary = build_summary(
-        run=run, flow_run_id=str(flow_run.id), live_day=live_day, regime=regime, screened=screened,
-        signals=signal_counts(results), changes=signal_changes(previous, results), previous_as_of=previous_as_of,
-        bars=bars, calls=calls, split_changed=split_changed, reference_info=reference_info, plan=plan,
+        run=run, flow_run_id=str(flow_run.id), fetched=fetched, regime=regime, screened=screened, results=results,
+        previous=previous, previous_as_of=previous_as_of, calls=calls, reference_info=reference_info, plan=plan,
         scored=scored, invalid_rows=len(invalid))
-    summary.provisional_days = [d.isoformat() for d in bars.days if not run.store.has_day(d, final_only=True)]
-    if len(history) < lookback:  # a rate-limited first scan: say which rows lack long history
-        short = results.loc[results["pct_from_52w_high"].isna(), "Symbol"]
-        summary.short_history = {"sessions": len(history), "lookback_days": lookback, "rows": len(short),
-                                 "symbols": sorted(short)[:50]}
     output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer)
     get_run_logger().info("\n%s", output.message)
     return output
+
+
+async def upkeep_details(run, reference, reference_info: dict, panel, fetched, state, calls_before: dict):
+    """Ticker details within the scan's call budget (none on a cold scan); the reference with what arrived."""
+    reference, details_info = await upkeep_details_for_scan(
+        run, reference, panel, fetched.splits, blacklist=state.blacklist, cold=fetched.bars.bars_reused == 0,
+        calls_so_far=run.source.counter.since(calls_before)["attempts"])
+    return reference, {**reference_info, **details_info}
+
+
+def log_invalid(invalid) -> None:
+    if len(invalid):
+        get_run_logger().error("%d result rows failed validation and were held back:\n%s", len(invalid),
+                               invalid.head(20))
 
 
 def scan_flow_for(config: ScanConfig):

@@ -17,10 +17,6 @@ TOP_COLUMNS = ["Symbol", "Signal", "TechRating", "Close", "Entry", "Stop", "Targ
 PERCENT_COLUMNS = ("ret_21d", "ATR14_pct", "pct_from_52w_high")
 
 
-def signal_counts(results: pd.DataFrame) -> dict[str, int]:
-    return {k: int(v) for k, v in results["Signal"].value_counts().items()}
-
-
 def short_list(items, limit: int = LIST_LIMIT) -> str:
     items = [str(i) for i in items]
     if not items:

@@ -8,6 +8,10 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 
+import pandas as pd
+
+from technic_v4.pipeline.publish import signal_changes
+
 
 @dataclass
 class ScanMetrics:
@@ -64,11 +68,14 @@ class ScanSummary:
         return asdict(self)
 
 
-def build_summary(*, run, flow_run_id: str, live_day, regime, screened, signals: dict, changes: dict,
-                  previous_as_of: str | None, bars, calls: dict, split_changed: list[str], reference_info: dict,
-                  plan, scored, invalid_rows: int) -> ScanSummary:
+def signal_counts(results: pd.DataFrame) -> dict[str, int]:
+    return {k: int(v) for k, v in results["Signal"].value_counts().items()}
+
+
+def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, previous, previous_as_of: str | None,
+                  calls: dict, reference_info: dict, plan, scored, invalid_rows: int) -> ScanSummary:
     """The one place a scan's summary is put together from its stages' outputs (see flows/scan.py)."""
-    workers = scored.workers
+    workers, bars, live_day = scored.workers, fetched.bars, fetched.live_day
     metrics = ScanMetrics(
         symbols_scored=int(len(scored.frame)),
         symbols_reused=int(len(plan.reused)),
@@ -100,13 +107,23 @@ def build_summary(*, run, flow_run_id: str, live_day, regime, screened, signals:
         regime=regime.label,
         regime_detail=regime.as_dict(),
         prescreen=screened.result.as_dict(),
-        signals=signals,
-        changes=changes,
+        signals=signal_counts(results),
+        changes=signal_changes(previous, results),
         missing_days=dict(bars.failed),
         unknown_watchlist=screened.unknown_watchlist,
         quarantine=quarantine,
-        split_changed=split_changed,
+        split_changed=fetched.split_changed,
         reference=reference_info,
         metrics=metrics,
         previous_as_of=previous_as_of,
+        provisional_days=[d.isoformat() for d in bars.days if not run.store.has_day(d, final_only=True)],
+        short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback),
     )
+
+
+def _short_history(results, *, loaded: int, lookback: int) -> dict:
+    """A rate-limited first scan loads fewer sessions than asked: which rows lack the 52-week values."""
+    if loaded >= lookback:
+        return {}
+    short = results.loc[results["pct_from_52w_high"].isna(), "Symbol"]
+    return {"sessions": loaded, "lookback_days": lookback, "rows": len(short), "symbols": sorted(short)[:50]}
