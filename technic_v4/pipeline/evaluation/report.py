@@ -31,7 +31,8 @@ def render_markdown(summary: dict, meta: dict) -> str:
         parts.append(f"> **{SIM_BANNER}** — these statistics say how TechRating behaves on the simulated market only.")
     parts.append("## Verdict\n" + "\n".join(f"- {v}" for v in summary["verdicts"]))
     parts.append(
-        f"**Rows:** {meta['rows']:,} (session, symbol) over {meta['sessions']} sessions, "
+        f"**Rows:** {meta['rows']:,} (session, symbol) over {meta['sessions']} sessions ({meta['rows_without_rating']:,} "
+        "without a TechRating: too little history, left out of the statistics), "
         f"{meta['universe_mean']:.0f} symbols kept per day on average (the scan's prescreen as of each day; delisted "
         f"names included while they traded: {meta['delisted_in_universe']} of them).  \n"
         f"**Forward returns without a bar h sessions later** (NaN, left out of the statistics): "
@@ -92,11 +93,14 @@ def save_plots(summary: dict, folder: Path, simulated: bool) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    for s in horizons:
-        ax.plot(s["ic_series"].index, s["ic_series"].cumsum(), label=f"IC {s['horizon']}d")
-        ax.plot(s["control_series"].index, s["control_series"].cumsum(), ls="--", label=f"control {s['horizon']}d")
+    for i, s in enumerate(horizons):  # one colour per horizon: solid = TechRating, dashed = its control
+        colour = f"C{i}"
+        ax.plot(s["ic_series"].index, s["ic_series"].cumsum(), color=colour, label=f"IC {s['horizon']}d")
+        ax.plot(s["control_series"].index, s["control_series"].cumsum(), color=colour, ls="--",
+                label=f"control {s['horizon']}d")
     ax.set_title(f"Cumulative daily rank IC, TechRating vs shuffled control{label}", fontsize=10)
     ax.legend(fontsize=8)
+    fig.autofmt_xdate()
     fig.tight_layout()
     paths.append(folder / "ic.png")
     fig.savefig(paths[1], dpi=110)
