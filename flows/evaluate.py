@@ -20,11 +20,11 @@ from flows.runners import SharedDataStore, choose_runner, make_task_runner
 from flows.tasks import load_reference, refresh_splits
 from technic_v4.calendar import last_completed_session, trading_days
 from technic_v4.domain.panel_load import load_panel
-from technic_v4.pipeline.evaluation.chunk import PanelJob, column_chunks, evaluate_chunk, finish, merge_chunk_infos
-from technic_v4.pipeline.evaluation.chunk import prepare
+from technic_v4.pipeline.evaluation.chunk import PanelJob, column_chunks, describe, evaluate_chunk, finish
+from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.listing import with_delisted
-from technic_v4.pipeline.evaluation.report import json_ready, render_markdown, save_plots
+from technic_v4.pipeline.evaluation.report import format_message, json_ready, render_markdown, save_plots
 from technic_v4.pipeline.evaluation.stats import summarize
 from technic_v4.pipeline.fetch import require_days
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb, reset_peak_rss
@@ -107,16 +107,8 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
     info = merge_chunk_infos([o[1] for o in outs])
-    delisted = set(reference.loc[~reference["active"].astype(bool), "symbol"]) if "active" in reference else set()
-    meta = {
-        "start": evaluated[0].isoformat(), "end": evaluated[-1].isoformat(), "simulated": run.simulated,
-        "flow_run_id": str(flow_run.id),
-        "source": run.source.name, "rows": int(len(scores)),
-        "rows_without_rating": int(scores["TechRating"].isna().sum()), "sessions": len(evaluated),
-        "universe_mean": float(np.mean(prepared.universe_per_day)), "listing": listing_note,
-        "delisted_in_universe": int(scores.loc[scores["Symbol"].astype(str).isin(delisted), "Symbol"].nunique()),
-        "missing": info["missing"], "prescreen_filtered": prepared.prescreen,
-        "quarantined_bars": int(len(prepared.quarantine)), "plan_both_same_session": info["plan_both_same_session"],
+    meta = describe(scores, reference, prepared, info, evaluated) | {
+        "simulated": run.simulated, "source": run.source.name, "listing": listing_note, "flow_run_id": str(flow_run.id),
         "metrics": {"api_calls": calls["attempts"], "days_loaded": len(bars.days), "days_fetched": len(bars.fetched),
                     "cache_hit_rate": round(bars.cache_hit_rate, 6), "task_runner": kind, "runner_reason": reason,
                     "chunks": len(outs), "worker_processes": len({o[1]["pid"] for o in outs}),
@@ -129,20 +121,19 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     with timer.stage("publish"):
         folder = run.settings.data_dir / "evaluation" / f"{meta['start']}_{meta['end']}"
         summary["paths"] = _publish(folder, scores, summary, run.simulated)
-        label = " (SIMULATED)" if run.simulated else ""
-        deciles = summary["horizons"][max(config.horizons)]["by_decile"].reset_index()
-        await acreate_markdown_artifact(key="evaluation-report", markdown=summary["report_md"],
-                                        description=f"Walk-forward evaluation{label}")
-        await acreate_table_artifact(key="evaluation-deciles", table=json_ready({"t": deciles})["t"],
-                                     description=f"{max(config.horizons)}-session returns by TechRating decile{label}")
-    message = "\n".join(([f"SIMULATED DATA ({run.source.name})"] if run.simulated else []) + summary["verdicts"] + [
-        f"{meta['rows']:,} rows, {meta['sessions']} sessions, {meta['universe_mean']:.0f} symbols/day | "
-        f"time {timer.total:.2f} s ({', '.join(f'{k} {v:.2f}' for k, v in timer.as_dict().items())}) | peak RSS flow "
-        f"{peak_rss_mb():.0f} MB, workers {meta['metrics']['peak_rss_mb_workers']:.0f} MB | runner {kind}",
-        f"report: {summary['paths']['report']}"])
-    summary["message"] = message
-    get_run_logger().info("\n%s", message)
-    return EvalOutput(scores=scores, summary=summary, message=message)
+        await _artifacts(summary, max(config.horizons), run.simulated)
+    summary["message"] = format_message(summary, timer, peak_rss_mb())
+    get_run_logger().info("\n%s", summary["message"])
+    return EvalOutput(scores=scores, summary=summary, message=summary["message"])
+
+
+async def _artifacts(summary: dict, horizon: int, simulated: bool) -> None:
+    label = " (SIMULATED)" if simulated else ""
+    deciles = summary["horizons"][horizon]["by_decile"].reset_index()
+    await acreate_markdown_artifact(key="evaluation-report", markdown=summary["report_md"],
+                                    description=f"Walk-forward evaluation{label}")
+    await acreate_table_artifact(key="evaluation-deciles", table=json_ready({"t": deciles})["t"],
+                                 description=f"{horizon}-session returns by TechRating decile{label}")
 
 
 def evaluate_flow_for(config: EvalConfig):

@@ -129,3 +129,17 @@ def evaluate_panel(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame |
     info.update(prescreen=prepared.prescreen, quarantined_bars=int(len(prepared.quarantine)),
                 universe_per_day=prepared.universe_per_day.tolist())
     return finish([o[0] for o in outs]), info
+
+
+def describe(scores: pd.DataFrame, reference: pd.DataFrame, prepared: Prepared, info: dict, evaluated: list) -> dict:
+    """The counted facts of an evaluation for its summary: range, rows, universe, delisted names, NaN returns."""
+    inactive = ~reference["active"].astype(bool) if "active" in reference else pd.Series(False, index=reference.index)
+    delisted = set(reference.loc[inactive, "symbol"])
+    return {
+        "start": evaluated[0].isoformat(), "end": evaluated[-1].isoformat(), "sessions": len(evaluated),
+        "rows": int(len(scores)), "rows_without_rating": int(scores["TechRating"].isna().sum()),
+        "universe_mean": float(np.mean(prepared.universe_per_day)),
+        "delisted_in_universe": int(scores.loc[scores["Symbol"].astype(str).isin(delisted), "Symbol"].nunique()),
+        "missing": info["missing"], "prescreen_filtered": prepared.prescreen,
+        "quarantined_bars": int(len(prepared.quarantine)), "plan_both_same_session": info["plan_both_same_session"],
+    }

@@ -124,3 +124,16 @@ def json_ready(summary: dict) -> dict:
         return v
 
     return convert({k: v for k, v in summary.items() if k != "report_md"})
+
+
+def format_message(summary: dict, timer, peak_rss_mb: float) -> str:
+    """The terminal/log summary: SIMULATED label, verdicts, size, measured time and memory, where the report is."""
+    meta = summary["meta"]
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in timer.as_dict().items())
+    lines = [f"{SIM_BANNER} ({meta['source']})"] if meta["simulated"] else []
+    return "\n".join(lines + summary["verdicts"] + [
+        f"{meta['rows']:,} rows, {meta['sessions']} sessions, {meta['universe_mean']:.0f} symbols/day | time "
+        f"{timer.total:.2f} s ({stages}) | peak RSS flow {peak_rss_mb:.0f} MB, workers "
+        f"{meta['metrics']['peak_rss_mb_workers']:.0f} MB | runner {meta['metrics']['task_runner']}",
+        f"report: {summary['paths']['report']}",
+    ])
