@@ -42,7 +42,10 @@ def current_api_url() -> str | None:
 #     57,606      9.7 s     30.4 s
 # ray.init plus per-job worker start-up and imports dominate, and two local processes add no cores that threads lack,
 # so a local Ray never wins here: auto starts one only at LOCAL_RAY_MIN_SYMBOLS (None = never). A configured cluster
-# (RAY_ADDRESS) is already running and brings cores this process does not have, so auto uses it whenever there is work.
+# (RAY_ADDRESS) is already running and may bring cores this process does not have, so auto uses it whenever there is
+# work. A running head on this same 2-core box is no such cluster: warm 6,000-symbol rescore, score stage 5.3-6.9 s on
+# it vs 0.45-0.53 s on threads (process wall 9.4-11.7 s vs 5.0-5.3 s), nearly all of it each job starting fresh
+# workers that import Prefect and technic_v4; leave RAY_ADDRESS unset there.
 LOCAL_RAY_MIN_SYMBOLS: int | None = None
 RUNNERS = ("auto", "ray", "thread")
 
