@@ -189,3 +189,11 @@ def test_flow_publishes_report_plots_and_artifacts(prefect_api, sim_env, monkeyp
     monthly = next(d for d in deployments if d["name"] == "monthly")
     assert monthly["entrypoint"] == "flows.evaluate:evaluate"
     assert EvalConfig(**monthly["parameters"]["config"]).horizons == (1, 5, 21)
+
+
+def test_a_horizon_without_forward_returns_gets_no_verdict(no_edge):
+    scores, _, _ = no_edge
+    late = scores.assign(fwd_ret_21d=np.nan)  # as when the data ends within 21 sessions of every evaluated day
+    summary = summarize(late, (1, 21), seed=0)
+    assert summary["verdicts"][1].startswith("21-session: no verdict — 0 day(s)")
+    assert "rank IC" in summary["verdicts"][0] and summary["horizons"][21]["rows"] == 0

@@ -177,6 +177,9 @@ def horizon_stats(scores: pd.DataFrame, h: int, seed: int) -> dict:
 
 def verdict(h: dict) -> str:
     ic, ctl, d = h["ic"], h["control_ic"], h["ic_minus_control"]
+    if ic["days"] < 3:
+        return (f"{h['horizon']}-session: no verdict — {ic['days']} day(s) with forward returns (the data ends within "
+                f"{h['horizon']} sessions of the evaluated days, or they have no TechRating).")
     head = (f"{h['horizon']}-session: rank IC {ic['mean']:+.4f} (NW t {ic['t']:+.2f}, ICIR {ic['icir']:+.3f}) vs shuffled "
             f"control {ctl['mean']:+.4f} (t {ctl['t']:+.2f}); difference t {d['t']:+.2f}")
     if h["distinguishable"]:
