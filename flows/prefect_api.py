@@ -8,7 +8,11 @@ mostly overlaps. In order:
 1. PREFECT_API_URL in the environment or the active Prefect profile: used as it is.
 2. A local stack (`make server`, http://127.0.0.1:$PREFECT_PORT/api, port 4200 by default) that answers /health
    within 0.3 s: used, so a warm scan pays no server start at all.
-3. Otherwise a temporary server like Prefect's own (same command and settings), stopped when the process exits.
+3. A temporary server kept by an earlier process (opt-in, below) that still answers: reused.
+4. Otherwise a temporary server like Prefect's own (same command and settings), stopped when the process exits; with
+   TECHNIC_PREFECT_SERVER_LINGER=<seconds> (longer than a scan) a small keeper process owns it instead and stops it
+   after that long without a scan starting or ending, so back-to-back scans skip the start
+   ($PREFECT_HOME/technic-temporary-server.json says where).
 
 Nothing is done once `prefect` is imported (its settings are read at import; a test harness or a worker set them).
 This module imports no Prefect itself: importing it must stay cheap.
@@ -17,6 +21,7 @@ This module imports no Prefect itself: importing it must stay cheap.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import socket
 import subprocess
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HEALTH_TIMEOUT_S = 0.3
+LINGER_ENV = "TECHNIC_PREFECT_SERVER_LINGER"
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -75,12 +81,74 @@ def _decide() -> PrefectApi:
         return PrefectApi("local stack", local)
     if os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true").lower() in ("0", "false", "no"):
         return PrefectApi("no server (ephemeral servers disabled)", None)
+    linger = float(os.environ.get(LINGER_ENV) or 0)
+    if linger > 0 and (kept := _kept_server()) is not None:
+        os.environ["PREFECT_API_URL"] = kept
+        return PrefectApi("kept temporary", kept)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    process = _start_server(port)
+    if linger > 0:
+        process = subprocess.Popen([sys.executable, "-m", "flows.prefect_api", "--keep", str(port), str(linger)],
+                                   start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        how = f"temporary, kept {linger:g} s after the last scan"
+        atexit.register(_touch, _state_file())
+    else:
+        process = _start_server(port)
+        atexit.register(_stop, process)
+        how = "temporary"
     os.environ["PREFECT_API_URL"] = url
-    atexit.register(_stop, process)
-    return PrefectApi("temporary", url, process)
+    return PrefectApi(how, url, process)
+
+
+def _state_file() -> Path:
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+    return home / "technic-temporary-server.json"
+
+
+def _kept_server() -> str | None:
+    """The URL of a kept temporary server that answers; using it resets its idle clock (the state file's mtime)."""
+    path = _state_file()
+    try:
+        url = json.loads(path.read_text())["url"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if not _healthy(url, HEALTH_TIMEOUT_S):
+        return None
+    _touch(path)
+    atexit.register(_touch, path)  # idle counts from the end of this scan, not its start
+    return url
+
+
+def _touch(path: Path) -> None:
+    try:
+        path.touch(exist_ok=True)
+    except OSError:
+        pass
+
+
+def _keep(port: int, linger: float) -> None:
+    """The keeper process: run the server until `linger` seconds pass without a scan touching the state file."""
+    server = _start_server(port)
+    url = f"http://127.0.0.1:{port}/api"
+    PrefectApi("keeper", url, server).wait()  # the idle clock starts once the server answers
+    path = _state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    tmp.replace(path)
+    try:
+        while server.poll() is None and time.time() - path.stat().st_mtime < linger:
+            time.sleep(min(5.0, linger / 4))
+    except FileNotFoundError:  # someone removed the state file: stop
+        pass
+    finally:
+        _stop(server)
+        try:
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError):
+            pass
 
 
 def _profile_api_url() -> str | None:
@@ -126,3 +194,7 @@ def _stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--keep":
+    _keep(int(sys.argv[2]), float(sys.argv[3]))

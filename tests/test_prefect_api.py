@@ -21,7 +21,7 @@ api = hook.load()()
 imported_prefect = "prefect" in sys.modules
 api.wait(timeout=120)
 import urllib.request
-up = urllib.request.urlopen(api.url + "/health", timeout=5).status if api.how in ("temporary", "local stack") else None
+up = urllib.request.urlopen(api.url + "/health", timeout=5).status if api.how != "configured" else None
 print(json.dumps({"how": api.how, "url": api.url, "up": up, "imported_prefect": imported_prefect,
                   "env": __import__("os").environ.get("PREFECT_API_URL")}))
 """
@@ -90,3 +90,26 @@ def test_cli_import_leaves_pandas_prefect_and_the_flow_for_later():
     code = "import sys, technic_v4.cli; print(sorted(m for m in ('pandas', 'prefect', 'flows.scan') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_kept_temporary_server_is_reused_then_stops_when_idle(tmp_path):
+    import time
+
+    port = str(_free_port())  # no local stack there
+    first = _probe(tmp_path, PREFECT_PORT=port, TECHNIC_PREFECT_SERVER_LINGER="4")
+    state = tmp_path / "prefect_home" / "technic-temporary-server.json"
+    keeper = json.loads(state.read_text())["pid"]
+    try:
+        second = _probe(tmp_path, PREFECT_PORT=port, TECHNIC_PREFECT_SERVER_LINGER="4")
+        assert first["how"] == "temporary, kept 4 s after the last scan" and first["up"] == 200
+        assert second == {**first, "how": "kept temporary"}  # same server, no start
+        server_port = int(first["url"].rsplit(":", 1)[1].split("/")[0])
+        deadline = time.monotonic() + 30
+        while state.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not state.exists()  # idle for 4 s: the keeper stopped the server and left
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", server_port)) != 0
+    finally:
+        if state.exists():
+            os.kill(keeper, 15)
