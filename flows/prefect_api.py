@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -129,6 +130,7 @@ def _touch(path: Path) -> None:
 
 def _keep(port: int, linger: float) -> None:
     """The keeper process: run the server until `linger` seconds pass without a scan touching the state file."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill <keeper>` stops its server too
     server = _start_server(port)
     url = f"http://127.0.0.1:{port}/api"
     PrefectApi("keeper", url, server).wait()  # the idle clock starts once the server answers

@@ -113,3 +113,18 @@ def test_kept_temporary_server_is_reused_then_stops_when_idle(tmp_path):
     finally:
         if state.exists():
             os.kill(keeper, 15)
+
+
+def test_killing_the_keeper_stops_its_server(tmp_path):
+    import time
+
+    got = _probe(tmp_path, PREFECT_PORT=str(_free_port()), TECHNIC_PREFECT_SERVER_LINGER="300")
+    state = tmp_path / "prefect_home" / "technic-temporary-server.json"
+    os.kill(json.loads(state.read_text())["pid"], 15)
+    server_port = int(got["url"].rsplit(":", 1)[1].split("/")[0])
+    deadline = time.monotonic() + 20
+    while state.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not state.exists()
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", server_port)) != 0
