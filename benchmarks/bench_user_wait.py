@@ -1,7 +1,8 @@
 """What the user waits: wall time of a whole fresh process, from spawn to exit, not the flow's own stage timer.
 
 Rows: `technic scan` cold (empty data dir) and warm (bars cached, same day); `run_scan(...)` in a fresh Python
-process; each with nothing running (a temporary Prefect server) and with a local Prefect server up; every symbol
+process; each with nothing running (a temporary Prefect server) and with a local Prefect server up, plus a temporary
+server kept from the previous scan (TECHNIC_PREFECT_SERVER_LINGER, opt-in); every symbol
 rescored on threads, a local Ray and the default runner (auto); 6,000 scanned symbols of an 8,000-symbol market and of
 a 60,000-symbol market (TECHNIC_SIM_SYMBOLS); peak RSS of the largest process; and `load_panel` cached vs day files.
 
@@ -114,6 +115,11 @@ def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bo
     add("technic scan, warm", _cli({}), stack=False)
     add("technic scan, warm", _cli({}), stack=True)
     add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}), stack=False)
+    if code == REPO:  # opt-in: a temporary server kept between scans; the first run starts it, the second is timed
+        linger = {"TECHNIC_PREFECT_SERVER_LINGER": "120", "PREFECT_HOME": str(data_dir.parent / "linger_home")}
+        _measure(_cli({}), _env(code, data_dir, listed, None, **linger))
+        add("technic scan, warm, temporary server kept (LINGER)", _cli({}), stack=False, **linger)
+        _stop_keeper(data_dir.parent / "linger_home")
     add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}), stack=True)
     runners = ("thread", "ray", None) if listed <= 10_000 or not quick else ("thread", None)
     for runner in runners:
@@ -129,6 +135,14 @@ def _load_panel_row(code: Path, data_dir: Path, listed: int) -> dict:
     if "@@" not in out.stdout:
         return {"error": (out.stdout + out.stderr)[-1500:]}
     return json.loads(out.stdout.rsplit("@@", 1)[1])
+
+
+def _stop_keeper(prefect_home: Path) -> None:
+    state = prefect_home / "technic-temporary-server.json"
+    try:
+        os.kill(json.loads(state.read_text())["pid"], 15)  # the keeper stops its server and removes the file
+    except (OSError, ValueError, KeyError):
+        pass
 
 
 def _free_port() -> int:
