@@ -159,3 +159,12 @@ def test_most_liquid_symbols_match_the_full_panel_choice(store):
     liquid = load_liquid_panel(store, DAYS[:39], 15, ["S03"], splits, dups)
     assert_same(liquid, full.select(want))
     assert "SPY" in want and "S03" in want and len(want) == 17
+
+
+def test_rollback_switch_reads_the_day_files_only(store, monkeypatch):
+    monkeypatch.setenv("TECHNIC_PANEL_CACHE", "0")
+    off = load_panel(store, DAYS[:39])
+    assert not (store.root / CACHE_DIR).exists()
+    monkeypatch.setenv("TECHNIC_PANEL_CACHE", "1")
+    assert_same(load_panel(store, DAYS[:39]), off)
+    assert len(_generation(store)) == 1
