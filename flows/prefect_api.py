@@ -122,8 +122,10 @@ def _kept_server() -> str | None:
 
 
 def _touch(path: Path) -> None:
+    """Reset the kept server's idle clock. Never creates the file: an empty one written before the keeper's own
+    (a scan exiting while the server still starts) would hide the server's address."""
     try:
-        path.touch(exist_ok=True)
+        os.utime(path)
     except OSError:
         pass
 

@@ -75,6 +75,36 @@ def avg_volume(panel: Panel, window: int = 20) -> np.ndarray:
         return np.where(n >= window * 0.75, total / n, np.nan)
 
 
+def rule_checks(rules: PrescreenRules, *, listed, protected, bars, recent, close, vol20, shares, sector_ok,
+                blacklisted) -> dict[str, np.ndarray]:
+    """Every rule's failures, one bool array per reason. The inputs broadcast: (N,) for one scan's last day, or
+    (days, N) for the walk-forward evaluation's every day at once; this is the one definition of the rules."""
+    cap_unknown = ~(shares > 0)
+    keep = ~protected
+    return {
+        "not_in_reference": ~listed & keep,
+        "short_history": bars < rules.min_history,
+        "stale": ~recent,
+        "blacklisted": blacklisted & keep,
+        "price_floor": ~(close >= rules.min_price) & keep,
+        "market_cap_unknown": cap_unknown & keep & (rules.unknown_market_cap == "drop"),
+        "market_cap": ~(shares * close >= rules.min_market_cap) & ~cap_unknown & keep,
+        "avg_volume": ~(vol20 >= rules.min_avg_volume) & keep,
+        "sector": ~sector_ok & keep,
+    }
+
+
+def apply_rules(checks: dict[str, np.ndarray], alive: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Rules in REASONS order; each symbol counted under the first it fails. Returns (kept mask, counts)."""
+    alive = alive.copy()
+    counts = {}
+    for reason in REASONS:
+        hit = checks[reason] & alive
+        counts[reason] = int(hit.sum())
+        alive &= ~hit
+    return alive, counts
+
+
 def prescreen(
     panel: Panel,
     reference: pd.DataFrame,
@@ -93,30 +123,16 @@ def prescreen(
     vol20 = avg_volume(panel)
     shares = pd.to_numeric(ref["shares_outstanding"], errors="coerce").to_numpy(dtype=float)
     cap_unknown = ~(shares > 0)
-    cap = shares * close
     protected = syms.isin(list(always_keep) + list(INDEX_ETFS))
     listed = ref["name"].notna().to_numpy()
     low_volume = ~(vol20 >= rules.min_avg_volume)
     streak = pd.Series(blacklist, dtype=float).reindex(syms).fillna(0).to_numpy()
     in_blacklist = streak >= rules.blacklist_after
 
-    checks = {
-        "not_in_reference": ~listed & ~protected,
-        "short_history": bars < rules.min_history,
-        "stale": ~recent,
-        "blacklisted": in_blacklist & ~protected,
-        "price_floor": ~(close >= rules.min_price) & ~protected,
-        "market_cap_unknown": cap_unknown & ~protected & (rules.unknown_market_cap == "drop"),
-        "market_cap": ~(cap >= rules.min_market_cap) & ~cap_unknown & ~protected,
-        "avg_volume": low_volume & ~protected,
-        "sector": (~ref["sector"].isin(rules.sectors).to_numpy() & ~protected) if rules.sectors else np.zeros(len(syms), bool),
-    }
-    alive = np.ones(len(syms), dtype=bool)
-    counts = {}
-    for reason in REASONS:
-        hit = checks[reason] & alive
-        counts[reason] = int(hit.sum())
-        alive &= ~hit
+    sector_ok = ref["sector"].isin(rules.sectors).to_numpy() if rules.sectors else np.ones(len(syms), bool)
+    checks = rule_checks(rules, listed=listed, protected=protected, bars=bars, recent=recent, close=close,
+                         vol20=vol20, shares=shares, sector_ok=sector_ok, blacklisted=in_blacklist)
+    alive, counts = apply_rules(checks, np.ones(len(syms), dtype=bool))
 
     # Blacklist bookkeeping: consecutive scans failing the volume rule; a liquid day resets the count.
     streak = np.where(low_volume & listed, streak + 1, 0)

@@ -2,9 +2,9 @@
 
 A scan as of d sees the `window` sessions ending at d, split-adjusted with the splits executed by d. The panel here is
 adjusted as of its last day; `asof_factors` gives, per (day, symbol), the factor of the splits executed after that day,
-so dividing a price (multiplying a volume) by it gives d's view. The prescreen rules are the scan's
-(`technic_v4.pipeline.prescreen`, mirrored rule by rule on (days, symbols) arrays: prescreen works on one day's
-panel; tests compare the two through run_scan), evaluated on every day's window; the stateful low-volume blacklist
+so dividing a price (multiplying a volume) by it gives d's view. The prescreen rules are the scan's own
+(`technic_v4.pipeline.prescreen.rule_checks`, which broadcasts over (days, symbols) arrays), evaluated on every
+day's window; the stateful low-volume blacklist
 is left out (it depends on which scans ran before, not on the data).
 """
 
@@ -18,7 +18,7 @@ from technic_v4.domain.panel import Panel
 from technic_v4.domain.panel_load import adjust_for_splits
 from technic_v4.domain.regime import Regime, compute_regime
 from technic_v4.domain.scoring.history import count_in_window, last_row_on_or_before
-from technic_v4.pipeline.prescreen import REASONS, PrescreenRules
+from technic_v4.pipeline.prescreen import PrescreenRules, apply_rules, rule_checks
 
 
 def asof_factors(panel: Panel, splits: pd.DataFrame | None) -> np.ndarray:
@@ -82,8 +82,6 @@ def kept_mask(
     protected = np.broadcast_to(syms.isin(INDEX_ETFS), close.shape)
     listed = ref["name"].notna().to_numpy()
     shares = pd.to_numeric(ref["shares_outstanding"], errors="coerce").to_numpy(dtype=float)
-    cap_unknown = ~(shares > 0)
-    cap = shares * close
     sector_ok = ref["sector"].isin(rules.sectors).to_numpy() if rules.sectors else np.ones(len(syms), bool)
 
     dollar = np.nan_to_num(vol20 * close, nan=-1.0)
@@ -91,23 +89,7 @@ def kept_mask(
     liquid = np.zeros(close.shape, dtype=bool)
     np.put_along_axis(liquid, order[:, :max_symbols], True, axis=1)
     liquid |= protected
-    checks = {
-        "not_in_reference": ~listed & ~protected,
-        "short_history": bars < rules.min_history,
-        "stale": ~recent,
-        "blacklisted": np.zeros(close.shape, bool),
-        "price_floor": ~(close >= rules.min_price) & ~protected,
-        "market_cap_unknown": cap_unknown & ~protected & (getattr(rules, "unknown_market_cap", "drop") == "drop"),
-        "market_cap": ~(cap >= rules.min_market_cap) & ~cap_unknown & ~protected,
-        "avg_volume": ~(vol20 >= rules.min_avg_volume) & ~protected,
-        "sector": ~sector_ok & ~protected,
-    }
-    if unmirrored := set(REASONS) - set(checks):
-        raise NotImplementedError(f"prescreen reasons {sorted(unmirrored)} have no day-vectorized form here")
-    alive = liquid.copy()
-    counts = {}
-    for reason in REASONS:
-        hit = checks[reason] & alive
-        counts[reason] = int(hit.sum())
-        alive &= ~hit
+    checks = rule_checks(rules, listed=listed, protected=protected, bars=bars, recent=recent, close=close,
+                         vol20=vol20, shares=shares, sector_ok=sector_ok, blacklisted=np.zeros(close.shape, bool))
+    alive, counts = apply_rules(checks, liquid)
     return alive, counts
