@@ -10,9 +10,9 @@ from flows.fetch import fetch_stage
 from flows.publish import ScanOutput, publish_scan
 from flows.score import score_symbols
 from flows.tasks import load_reference
-from technic_v4.domain.panel_load import load_panel
 from technic_v4.domain.regime import compute_regime
 from technic_v4.domain.scoring.results_schema import validate_results_report
+from technic_v4.pipeline.liquid_load import load_liquid_panel
 from technic_v4.pipeline.metrics import StageTimer, reset_peak_rss
 from technic_v4.pipeline.publish import read_previous
 from technic_v4.pipeline.rescore import assemble_results, plan_rescore
@@ -38,7 +38,8 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         with timer.stage("fetch"):
             fetched = await fetch_stage(run)
         with timer.stage("load_panel"):
-            panel = load_panel(run.store, fetched.bars.days, splits=fetched.splits, duplicates=(duplicates := []))
+            panel = load_liquid_panel(run.store, fetched.bars.days, config.max_symbols, config.watchlist,
+                                      splits=fetched.splits, duplicates=(duplicates := []))
         with timer.stage("details"):  # ticker details on a budget, ranked by the bars just loaded
             reference, reference_info = await upkeep_details(run, reference, reference_info, panel, fetched, state,
                                                              calls_before)

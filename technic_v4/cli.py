@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.table import Table
 
+CLI_SERVER_LINGER_S = 900  # idle seconds a temporary Prefect server started by `technic scan` stays up
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="technic_v4: full-universe US stock scanner")
 # piped output (make scan | tee, CI logs) gets a wide fixed width instead of 80 columns, so the table stays readable
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -61,7 +63,14 @@ def scan(
     top: int = typer.Option(25, help="Rows to print"),
 ) -> None:
     """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
-    _prepare_prefect_api()  # first: a server it has to start comes up while the rest imports
+    import os
+
+    # The terminal shows the progress bar, the table and the summary; Prefect's per-task INFO lines still reach the
+    # API (the UI's run logs). A temporary Prefect server is kept for CLI_SERVER_LINGER_S idle seconds so the next
+    # scan skips its ~4.6 s start. An explicit setting of either variable wins (LINGER=0: stop with the scan).
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ.setdefault("TECHNIC_PREFECT_SERVER_LINGER", str(CLI_SERVER_LINGER_S))
+    api = _prepare_prefect_api()  # first: a server it has to start comes up while the rest imports
     from rich.progress import (
         BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
     )
@@ -101,6 +110,8 @@ def scan(
         title += " — SIMULATED DATA"
     console.print(results_table(df, title, top))
     console.print(msg)
+    if api is not None:
+        console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else ""), style="dim")
 
 
 @app.command("top")
@@ -204,12 +215,13 @@ def evaluate(
     console.print(summary["message"])
 
 
-def _prepare_prefect_api() -> None:
+def _prepare_prefect_api():
     """Call the `prefect_api` hook the flows package registers (the library does not import `flows`)."""
     from importlib.metadata import entry_points
 
     for hook in entry_points(group="technic_v4.flows", name="prefect_api"):
-        hook.load()()
+        return hook.load()()
+    return None
 
 
 def main() -> None:
