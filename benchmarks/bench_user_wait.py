@@ -1,8 +1,8 @@
 """What the user waits: wall time of a whole fresh process, from spawn to exit, not the flow's own stage timer.
 
 Rows: `technic scan` cold (empty data dir) and warm (bars cached, same day); `run_scan(...)` in a fresh Python
-process; each with nothing running (a temporary Prefect server) and with a local Prefect server up, plus a temporary
-server kept from the previous scan (TECHNIC_PREFECT_SERVER_LINGER, opt-in); every symbol
+process; each with nothing running (a temporary Prefect server starts) and with a local Prefect server up, plus
+`technic scan` finding the temporary server its previous run kept (its default, TECHNIC_PREFECT_SERVER_LINGER); every symbol
 rescored on threads, a local Ray and the default runner (auto); 6,000 scanned symbols of an 8,000-symbol market and of
 a 60,000-symbol market (TECHNIC_SIM_SYMBOLS); peak RSS of the largest process; and `load_panel` cached vs day files.
 
@@ -103,8 +103,13 @@ def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bo
     rows = []
 
     def add(label: str, argv: list[str], stack: bool, **extra: str) -> None:
-        env = _env(code, data_dir, listed, stack_url if stack else None, **extra)
+        # A Prefect home of the row's own: `technic scan` keeps its temporary server for the next scan by default,
+        # so a row "with nothing running" must not find one kept by the row before it (stopped right after).
+        home = extra.pop("PREFECT_HOME", None) or tempfile.mkdtemp(prefix="home-", dir=data_dir.parent)
+        env = _env(code, data_dir, listed, stack_url if stack else None, PREFECT_HOME=home, **extra)
         row = {"label": label, "stack": stack, **_measure(argv, env)}
+        if "linger_home" not in home:
+            _stop_keeper(Path(home))
         rows.append(row)
         print(f"[user_wait] {code.name} {listed:,} {label} stack={stack}: {row.get('wall_s')} s wall, "
               f"flow {row.get('flow_s')} s, {row.get('peak_rss_mb')} MB {row.get('error', '')[:200]}", flush=True)
@@ -115,10 +120,10 @@ def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bo
     add("technic scan, warm", _cli({}), stack=False)
     add("technic scan, warm", _cli({}), stack=True)
     add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}), stack=False)
-    if code == REPO:  # opt-in: a temporary server kept between scans; the first run starts it, the second is timed
-        linger = {"TECHNIC_PREFECT_SERVER_LINGER": "120", "PREFECT_HOME": str(data_dir.parent / "linger_home")}
-        _measure(_cli({}), _env(code, data_dir, listed, None, **linger))
-        add("technic scan, warm, temporary server kept (LINGER)", _cli({}), stack=False, **linger)
+    if code == REPO:  # technic scan's default: the previous scan's temporary server is still up; first run starts it
+        kept = {"PREFECT_HOME": str(data_dir.parent / "linger_home")}
+        _measure(_cli({}), _env(code, data_dir, listed, None, **kept))
+        add("technic scan, warm, previous scan's server kept (default)", _cli({}), stack=False, **kept)
         _stop_keeper(data_dir.parent / "linger_home")
     add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}), stack=True)
     runners = ("thread", "ray", None) if listed <= 10_000 or not quick else ("thread", None)

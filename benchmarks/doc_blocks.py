@@ -69,12 +69,29 @@ def readme_block(report: dict) -> str:
              f"Python {m['python']}, prefect {m['packages'].get('prefect')}, ray {m['packages'].get('ray')}); "
              "SIMULATED market. Full tables: [docs/performance.md](docs/performance.md)."
              + (" **Quick run (`--quick`): reduced sizes.**" if report.get("quick") else ""), ""]
+    lines += _user_wait_headline(report["modules"].get("user_wait", {}))
     lines += _readme_scan(report["modules"].get("scan", {}))
     lines += _fetch_headline(report["modules"].get("fetch", {}))
     lines += _scoring_headline(report["modules"].get("scoring", {}))
     for plot in report.get("plots", []):
         lines.append(f"\n![{Path(plot).stem}](docs/{Path(plot).name})")
     return "\n".join(lines)
+
+
+def _user_wait_headline(wait: dict) -> list[str]:
+    """What the user waits, first: process wall from command to table, fresh processes (bench_user_wait)."""
+    rows = [r for r in wait.get("rows", []) if r.get("code") == "after"]
+    if wait.get("error") or not rows:
+        return [f"_User-wait benchmark not available in this run: {wait.get('error', 'no rows')}._", ""]
+    lines = ["**What the user waits** (wall from command to table, a fresh process each time; flow = the flow's own "
+             "stage timer; 6,000 symbols scanned):", "",
+             "| listed | path | Prefect server | runner | wall s | flow s | peak RSS |", "|---:|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        server = "local stack up" if r["stack"] else ("kept from the last scan" if "kept" in r["label"] else "none running")
+        rss = r.get("peak_rss_mb")
+        lines.append(f"| {r['listed']:,} | {r['label']} | {server} | {r.get('runner', '')} | {_fmt(r.get('wall_s'))} | "
+                     f"{_fmt(r.get('flow_s'))} | {_fmt(rss / 1024 if rss else None, 2, ' GB')} |")
+    return lines + [""]
 
 
 def _readme_scan(scan: dict) -> list[str]:
