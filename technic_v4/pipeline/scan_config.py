@@ -42,7 +42,7 @@ class ScanConfig(BaseModel):
     on_missing_day: Literal["skip", "fail"] = Field("skip", description="A day that stays broken: report and go on, or fail")
     reuse_scores: bool = Field(True, description="Reuse last scan's rows for symbols whose bars did not change")
     task_runner: Literal["auto", "ray", "thread"] | None = Field(
-        None, description="Overrides TECHNIC_TASK_RUNNER: auto (Ray when RAY_ADDRESS is set or the scan is big), ray, thread"
+        None, description="Overrides TECHNIC_TASK_RUNNER: auto (Ray when RAY_ADDRESS names a cluster, else threads), ray, thread"
     )
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
