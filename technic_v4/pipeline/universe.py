@@ -28,6 +28,7 @@ import pandas as pd
 
 from technic_v4.data.columns import SPLIT_COLUMNS, conform, empty_frame
 from technic_v4.data.source import MarketDataSource
+from technic_v4.errors import DataSourceError
 from technic_v4.store.bar_store import BarStore
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ async def load_reference(
     previous = with_detail_state(*previous) if previous else None
     listing = await source.listing()
     if listing.empty:
-        raise ValueError(f"{source.name} returned an empty universe; refusing to cache it")
+        raise DataSourceError(f"{source.name} returned an empty universe; refusing to cache it")
     df = merge_listing(listing, previous, now=now, has_details=source.listing_has_details)
     if force and not source.listing_has_details:
         df = apply_details(df, await source.ticker_details(list(df["symbol"])), now=now)

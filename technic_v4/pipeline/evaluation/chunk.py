@@ -20,6 +20,7 @@ from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS, SIGNALS
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.forward import forward_returns, plan_first_sessions
 from technic_v4.pipeline.evaluation.universe import asof_factors, daily_regimes, kept_mask
+from technic_v4.errors import ConfigError
 
 
 REGIME_LABELS = [t + suffix for t in TRENDS for suffix in ("", HIGH_VOL_SUFFIX)]
@@ -112,7 +113,8 @@ def finish(frames: list[pd.DataFrame]) -> pd.DataFrame:
     with the same categories in every chunk, so the concatenation stays categorical (millions of rows)."""
     frames = [f for f in frames if len(f)]
     if not frames:
-        raise ValueError("no (session, symbol) was kept by the prescreen on any evaluated day")
+        raise ConfigError("no (session, symbol) was kept by the prescreen on any evaluated day: "
+                          "widen the date range or loosen max_symbols / the floors")
     out = pd.concat(frames, ignore_index=True)
     order = np.lexsort((out["Symbol"].cat.codes.to_numpy(), -out["TechRating"].to_numpy(), out["Date"].to_numpy()))
     return out.take(order).reset_index(drop=True)
