@@ -103,9 +103,10 @@ def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bo
     rows = []
 
     def add(label: str, argv: list[str], stack: bool, **extra: str) -> None:
-        # A Prefect home of the row's own: `technic scan` keeps its temporary server for the next scan by default,
-        # so a row "with nothing running" must not find one kept by the row before it (stopped right after).
-        home = extra.pop("PREFECT_HOME", None) or tempfile.mkdtemp(prefix="home-", dir=data_dir.parent)
+        # One Prefect home for the rows, its database created once (as a user's ~/.prefect is): a fresh home would
+        # add its database migrations to every row. `technic scan` keeps its temporary server for the next scan by
+        # default, so the server a row kept is stopped right after it: "nothing running" rows find none.
+        home = extra.pop("PREFECT_HOME", None) or str(data_dir.parent / "rows_home")
         env = _env(code, data_dir, listed, stack_url if stack else None, PREFECT_HOME=home, **extra)
         row = {"label": label, "stack": stack, **_measure(argv, env)}
         if "linger_home" not in home:
