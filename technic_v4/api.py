@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from importlib.metadata import entry_points
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from technic_v4.aio import run_sync
 from technic_v4.errors import ConfigError
 from technic_v4.pipeline.scan_config import ScanConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ScanConfig", "run_scan", "run_scan_output", "load_flow_factory", "prepare_prefect_api"]
 
@@ -46,9 +48,15 @@ def run_scan(config: ScanConfig | None = None, **overrides) -> tuple[pd.DataFram
     return output.results, output.message
 
 
+# Idle seconds a temporary Prefect server started by a scan stays up, so the next scan (a fresh process: cron, the CLI)
+# skips its ~4.6 s start; TECHNIC_PREFECT_SERVER_LINGER overrides it (0: stop the server with the process).
+DEFAULT_SERVER_LINGER_S = 900
+
+
 def prepare_prefect_api():
-    """Find the Prefect API (PREFECT_API_URL, a running local stack) or start a temporary server now, without
-    waiting, so it comes up while the flow imports (registered as `prefect_api`; None if not installed)."""
+    """Find the Prefect API (PREFECT_API_URL, a running local stack, a kept temporary server) or start a temporary
+    server now, without waiting, so it comes up while the flow imports (the `prefect_api` entry point)."""
+    os.environ.setdefault("TECHNIC_PREFECT_SERVER_LINGER", str(DEFAULT_SERVER_LINGER_S))
     found = entry_points(group="technic_v4.flows", name="prefect_api")
     return next(iter(found)).load()() if found else None
 

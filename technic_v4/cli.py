@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.table import Table
 
-CLI_SERVER_LINGER_S = 900  # idle seconds a temporary Prefect server started by `technic scan` stays up
-
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="technic_v4: full-universe US stock scanner")
 # piped output (make scan | tee, CI logs) gets a wide fixed width instead of 80 columns, so the table stays readable
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -66,10 +64,8 @@ def scan(
     import os
 
     # The terminal shows the progress bar, the table and the summary; Prefect's per-task INFO lines still reach the
-    # API (the UI's run logs). A temporary Prefect server is kept for CLI_SERVER_LINGER_S idle seconds so the next
-    # scan skips its ~4.6 s start. An explicit setting of either variable wins (LINGER=0: stop with the scan).
+    # API (the UI's run logs). An explicit setting wins.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    os.environ.setdefault("TECHNIC_PREFECT_SERVER_LINGER", str(CLI_SERVER_LINGER_S))
     api = _prepare_prefect_api()  # first: a server it has to start comes up while the rest imports
     from rich.progress import (
         BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
@@ -216,12 +212,10 @@ def evaluate(
 
 
 def _prepare_prefect_api():
-    """Call the `prefect_api` hook the flows package registers (the library does not import `flows`)."""
-    from importlib.metadata import entry_points
+    """technic_v4.api.prepare_prefect_api: the API found, or a temporary server starting while the rest imports."""
+    from technic_v4.api import prepare_prefect_api
 
-    for hook in entry_points(group="technic_v4.flows", name="prefect_api"):
-        return hook.load()()
-    return None
+    return prepare_prefect_api()
 
 
 def main() -> None:

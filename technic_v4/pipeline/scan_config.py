@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from technic_v4.config import format_validation_error
-from technic_v4.domain.indicators import required_history
 from technic_v4.errors import ConfigError
 
 SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
@@ -72,6 +71,8 @@ class ScanConfig(BaseModel):
     @field_validator("lookback_days")
     @classmethod
     def _enough_history(cls, v: int, info: ValidationInfo) -> int:
+        from technic_v4.domain.indicators import required_history  # numpy/pandas: not at import (CLI start-up)
+
         need = required_history()
         if v < need and not info.data.get("allow_short_history", False):
             raise ValueError(
