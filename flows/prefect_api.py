@@ -8,9 +8,9 @@ mostly overlaps. In order:
 1. PREFECT_API_URL in the environment or the active Prefect profile: used as it is.
 2. A local stack (`make server`, http://127.0.0.1:$PREFECT_PORT/api, port 4200 by default) that answers /health
    within 0.3 s: used, so a warm scan pays no server start at all.
-3. A temporary server kept by an earlier process (opt-in, below) that still answers: reused.
+3. A temporary server kept by an earlier process (below) that still answers: reused.
 4. Otherwise a temporary server like Prefect's own (same command and settings), stopped when the process exits; with
-   TECHNIC_PREFECT_SERVER_LINGER=<seconds> (longer than a scan) a small keeper process owns it instead and stops it
+   TECHNIC_PREFECT_SERVER_LINGER=<seconds> (technic_v4.api defaults it to 900) a small keeper process owns it and stops it
    after that long without a scan starting or ending, so back-to-back scans skip the start
    ($PREFECT_HOME/technic-temporary-server.json says where).
 
