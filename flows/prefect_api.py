@@ -62,15 +62,17 @@ class PrefectApi:
 _current: PrefectApi | None = None
 
 
-def ensure_prefect_api() -> PrefectApi:
-    """Decide (once per process) which Prefect API to use and, if needed, start a temporary server without waiting."""
+def ensure_prefect_api(default_linger: float = 0.0) -> PrefectApi:
+    """Decide (once per process) which Prefect API to use and, if needed, start a temporary server without waiting.
+    `default_linger` applies when TECHNIC_PREFECT_SERVER_LINGER is not set (the caller's default, never written to
+    the environment, so child processes do not inherit it)."""
     global _current
     if _current is None:
-        _current = _decide()
+        _current = _decide(default_linger)
     return _current
 
 
-def _decide() -> PrefectApi:
+def _decide(default_linger: float = 0.0) -> PrefectApi:
     configured = os.environ.get("PREFECT_API_URL") or _profile_api_url()
     if configured:
         return PrefectApi("configured", configured)
@@ -82,7 +84,7 @@ def _decide() -> PrefectApi:
         return PrefectApi("local stack", local)
     if os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true").lower() in ("0", "false", "no"):
         return PrefectApi("no server (ephemeral servers disabled)", None)
-    linger = float(os.environ.get(LINGER_ENV) or 0)
+    linger = _linger_seconds(default_linger)
     if linger > 0 and (kept := _kept_server()) is not None:
         os.environ["PREFECT_API_URL"] = kept
         return PrefectApi("kept temporary", kept)
@@ -100,6 +102,19 @@ def _decide() -> PrefectApi:
         how = "temporary"
     os.environ["PREFECT_API_URL"] = url
     return PrefectApi(how, url, process)
+
+
+def _linger_seconds(default: float) -> float:
+    raw = os.environ.get(LINGER_ENV, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        from technic_v4.errors import ConfigError
+
+        raise ConfigError(f"{LINGER_ENV}={raw!r}: must be seconds >= 0 (0 = stop the server with the process)")
+    return value
 
 
 def _state_file() -> Path:

@@ -56,9 +56,8 @@ DEFAULT_SERVER_LINGER_S = 900
 def prepare_prefect_api():
     """Find the Prefect API (PREFECT_API_URL, a running local stack, a kept temporary server) or start a temporary
     server now, without waiting, so it comes up while the flow imports (the `prefect_api` entry point)."""
-    os.environ.setdefault("TECHNIC_PREFECT_SERVER_LINGER", str(DEFAULT_SERVER_LINGER_S))
     found = entry_points(group="technic_v4.flows", name="prefect_api")
-    return next(iter(found)).load()() if found else None
+    return next(iter(found)).load()(default_linger=DEFAULT_SERVER_LINGER_S) if found else None
 
 
 def run_scan_output(config: ScanConfig):

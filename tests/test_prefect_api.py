@@ -128,3 +128,18 @@ def test_killing_the_keeper_stops_its_server(tmp_path):
     assert not state.exists()
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", server_port)) != 0
+
+
+def test_run_scan_default_linger_never_leaks_into_the_environment(monkeypatch):
+    """technic_v4.api passes its 900 s default to the hook; child processes (tests, workers) inherit nothing."""
+    from flows import prefect_api
+
+    monkeypatch.delenv("TECHNIC_PREFECT_SERVER_LINGER", raising=False)
+    assert prefect_api._linger_seconds(900.0) == 900.0
+    monkeypatch.setenv("TECHNIC_PREFECT_SERVER_LINGER", "0")
+    assert prefect_api._linger_seconds(900.0) == 0.0
+    monkeypatch.setenv("TECHNIC_PREFECT_SERVER_LINGER", "soon")
+    from technic_v4.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="TECHNIC_PREFECT_SERVER_LINGER='soon'"):
+        prefect_api._linger_seconds(900.0)
