@@ -164,6 +164,14 @@ def format_validation_error(exc: ValidationError, *, env_names: bool, hide: tupl
     return "; ".join(lines)
 
 
+def build_model(model: type, **values):
+    """`model(**values)`, but a bad value raises ConfigError naming the field (ScanConfig.build, EvalConfig.build)."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {model.__name__}: {format_validation_error(exc, env_names=False)}") from None
+
+
 def load_settings(**overrides) -> Settings:
     """Read settings from the environment (plus explicit overrides); raise ConfigError naming the variable."""
     try:

@@ -60,6 +60,7 @@ class BarsReport:
     """The fetch stage's one report: which days the panel gets and how many bar-days came from cache or the API."""
 
     days: list[dt.date] = field(default_factory=list)  # days available for the panel, oldest first
+    provisional: list[str] = field(default_factory=list)  # ISO days among them stored before their settle time
     fetched: set[str] = field(default_factory=set)  # ISO days fetched by this run
     failed: dict[str, str] = field(default_factory=dict)
     months_cached: int = 0
@@ -84,14 +85,17 @@ class BarsReport:
         self.failed.update(result["failed"])
 
     def count_days(self, store: BarStore, days: list[dt.date], now: dt.datetime | None = None) -> None:
-        """Count every needed day once from its stored meta: fetched now or reused, and the oldest reuse's age."""
-        now = now or dt.datetime.now(dt.timezone.utc)
+        """Count every needed day once from its stored meta: fetched now or reused, provisional or final, and the
+        oldest reuse's age."""
+        now = now or utcnow()
         ages = []
         for d in days:
             info = store.day_info(d)
             if info is None:
                 continue
             self.days.append(d)
+            if not info["final"]:
+                self.provisional.append(d.isoformat())
             if d.isoformat() in self.fetched:
                 self.bars_fetched += info["rows"]
             else:

@@ -7,10 +7,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from technic_v4.config import format_validation_error
-from technic_v4.errors import ConfigError
+from technic_v4.config import build_model
 
 SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
 _TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
@@ -84,7 +83,4 @@ class ScanConfig(BaseModel):
     @classmethod
     def build(cls, **values) -> ScanConfig:
         """Like ScanConfig(**values) but a bad value raises ConfigError naming the field."""
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid ScanConfig: {format_validation_error(exc, env_names=False)}") from None
+        return build_model(cls, **values)

@@ -116,7 +116,7 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         reference=reference_info,
         metrics=metrics,
         previous_as_of=previous_as_of,
-        provisional_days=[d.isoformat() for d in bars.days if not run.store.has_day(d, final_only=True)],
+        provisional_days=list(bars.provisional),
         short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback),
     )
 

@@ -6,10 +6,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from technic_v4.calendar import last_completed_session, previous_trading_days, trading_days
-from technic_v4.config import format_validation_error
+from technic_v4.config import build_model
 from technic_v4.domain.indicators import required_history
 from technic_v4.errors import ConfigError
 from technic_v4.pipeline.prescreen import PrescreenRules
@@ -66,10 +66,7 @@ class EvalConfig(BaseModel):
 
     @classmethod
     def build(cls, **values) -> EvalConfig:
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid EvalConfig: {format_validation_error(exc, env_names=False)}") from None
+        return build_model(cls, **values)
 
     def rules(self) -> PrescreenRules:
         return PrescreenRules(min_market_cap=self.min_market_cap, min_avg_volume=self.min_avg_volume,
