@@ -105,7 +105,7 @@ def scan(
     if "SIMULATED" in msg:
         title += " — SIMULATED DATA"
     console.print(results_table(df, title, top))
-    console.print(msg)
+    console.print(msg, markup=False)  # the message is plain text: "[simulated source: …]" is not a style tag
     if api is not None:
         console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else ""), style="dim")
 
@@ -208,7 +208,7 @@ def evaluate(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     _, summary = run_evaluation(config)
-    console.print(summary["message"])
+    console.print(summary["message"], markup=False)
 
 
 def _prepare_prefect_api():
