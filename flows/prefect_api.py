@@ -150,13 +150,16 @@ def _keep(port: int, linger: float) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill <keeper>` stops its server too
     server = _start_server(port)
     url = f"http://127.0.0.1:{port}/api"
-    PrefectApi("keeper", url, server).wait()  # the idle clock starts once the server answers
+    # Say where the server is before it answers: the scan that started this keeper may finish first (its own wait
+    # ends at the same /health), and a later scan checks /health before it uses a kept address anyway.
     path = _state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
     tmp.replace(path)
     try:
+        PrefectApi("keeper", url, server).wait()
+        _touch(path)  # the idle clock starts once the server answers
         while server.poll() is None and time.time() - path.stat().st_mtime < linger:
             time.sleep(min(5.0, linger / 4))
     except FileNotFoundError:  # someone removed the state file: stop
