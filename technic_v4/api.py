@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING
 
 from technic_v4.aio import run_sync
 from technic_v4.errors import ConfigError
+from technic_v4.heap import freeze_startup_heap, skip_collection_at_exit
 from technic_v4.pipeline.scan_config import ScanConfig
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["ScanConfig", "run_scan", "run_scan_output", "load_flow_factory", "prepare_prefect_api"]
+
+
+skip_collection_at_exit()  # at import, so before Prefect's exit handlers (technic_v4/heap.py)
 
 
 def load_flow_factory(name: str):
@@ -64,6 +68,7 @@ def run_scan_output(config: ScanConfig):
     """The flow's whole output: results, message and the typed summary."""
     api = prepare_prefect_api()
     flow = load_flow_factory("scan")(config)
+    freeze_startup_heap()  # after the imports: the flow's collections skip the import-time heap
     if api is not None:
         api.wait()
     return run_sync(lambda: flow(config=config))

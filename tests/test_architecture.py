@@ -1,6 +1,6 @@
 """The import graph is the architecture: no cycles, and no layer imports one above it.
 
-Layers, bottom to top (docs/architecture.md): foundation (config, calendar, errors, aio, progress) -> data -> store
+Layers, bottom to top (docs/architecture.md): foundation (config, calendar, errors, aio, progress, heap) -> data -> store
 -> domain -> pipeline -> entry points (api, cli and the seed's names). `flows` (Prefect/Ray) sits above the pipeline
 and is reached from the library only through entry-point lookup; nothing in technic_v4 imports flows or benchmarks.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("technic_v4", "flows")
 
-FOUNDATION = {"config", "calendar", "errors", "aio", "progress"}
+FOUNDATION = {"config", "calendar", "errors", "aio", "progress", "heap"}
 ENTRY_POINTS = {"api", "cli", "scanner_core", "data_engine", "evaluation"}
 RANK = {"foundation": 0, "data": 1, "store": 2, "domain": 3, "pipeline": 4, "testing": 5, "entry": 6}
 
