@@ -201,7 +201,8 @@ def _free_port() -> int:
 
 def _start_server(port: int) -> subprocess.Popen:
     """The command Prefect's SubprocessASGIServer runs (prefect 3.9), UI off, services of an ephemeral server."""
-    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # offline machines log "Failed to send telemetry" otherwise
+           **os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "error", "--lifespan", "on"]

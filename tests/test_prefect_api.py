@@ -143,3 +143,18 @@ def test_run_scan_default_linger_never_leaks_into_the_environment(monkeypatch):
 
     with pytest.raises(ConfigError, match="TECHNIC_PREFECT_SERVER_LINGER='soon'"):
         prefect_api._linger_seconds(900.0)
+
+
+@pytest.mark.parametrize("setting, expected", [(None, "false"), ("true", "true")])
+def test_temporary_server_sends_no_telemetry_unless_asked(monkeypatch, setting, expected):
+    """A server started with TECHNIC_PREFECT_SERVER_LINGER=0 logged 'Failed to send telemetry' on an offline box."""
+    from flows import prefect_api
+
+    seen = {}
+    monkeypatch.setattr(prefect_api.subprocess, "Popen", lambda cmd, env, **kw: seen.update(env=env))
+    if setting is None:
+        monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    else:
+        monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", setting)
+    prefect_api._start_server(_free_port())
+    assert seen["env"]["PREFECT_SERVER_ANALYTICS_ENABLED"] == expected
