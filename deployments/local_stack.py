@@ -1,5 +1,6 @@
-"""The local Prefect stack for technic_v4: API server + UI, process work pool, deployments, one worker, and
-optionally a Ray head the flows join. `make server` runs `start` in the foreground; Ctrl-C (SIGINT) or SIGTERM stops
+"""The local Prefect stack for technic_v4: API server + UI, process work pool, deployments, one worker, the warm
+scanner (flows/warm_scanner.py: `technic scan` and `run_scan` skip their imports), and optionally a Ray head the flows
+join. `make server` runs `start` in the foreground; Ctrl-C (SIGINT) or SIGTERM stops
 everything it started within seconds; `make stop` does the same from another shell; `status` says what runs.
 
     python deployments/local_stack.py start|stop|status
@@ -19,6 +20,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from technic_v4 import warm
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -59,6 +62,13 @@ def spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
+def wait_for_socket(process: subprocess.Popen, path: Path, timeout: float = 60.0) -> None:
+    """"Ready" means a `technic scan` typed now is served warm: wait until the scanner listens (~3 s of imports)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -66,7 +76,10 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # an exited child its parent has not reaped yet still answers kill(0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def stop_group(pid: int, name: str) -> None:
@@ -102,13 +115,14 @@ def stop(quiet: bool = False) -> int:
             print("no local stack is running (no run/stack.json)")
         return 0
     state = json.loads(path.read_text())
-    for name in ("worker", "server"):  # the worker first: it must not pick up work while the API goes away
+    for name in ("warm_scanner", "worker", "server"):  # the worker before the server: it must not pick up work while the API goes away
         if state.get(name):
             stop_group(state[name], name)
     if state.get("ray_head"):
         subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=60)
     path.unlink(missing_ok=True)
-    print("local stack stopped: " + ", ".join(k for k in ("worker", "server", "ray_head") if state.get(k)), flush=True)
+    print("local stack stopped: " + ", ".join(k for k in ("warm_scanner", "worker", "server", "ray_head")
+                                              if state.get(k)), flush=True)
     return 0
 
 
@@ -118,7 +132,7 @@ def status() -> int:
         print("local stack: not running")
         return 1
     state = json.loads(path.read_text())
-    up = {k: alive(v) for k, v in state.items() if k in ("server", "worker") and v}
+    up = {k: alive(v) for k, v in state.items() if k in ("server", "worker", "warm_scanner") and v}
     print(f"local stack: UI {state['ui']} | API {state['api']} | "
           + ", ".join(f"{k} pid {state[k]} {'up' if ok else 'DOWN'}" for k, ok in up.items())
           + (" | Ray head (RAY_ADDRESS=auto)" if state.get("ray_head") else ""))
@@ -130,7 +144,8 @@ def start() -> int:
     env = stack_env(port)
     api, logs = env["PREFECT_API_URL"], data_dir() / "logs"
     stop(quiet=True)  # a stack left over from a killed shell
-    state = {"api": api, "ui": api.removesuffix("/api"), "server": None, "worker": None, "ray_head": False}
+    state = {"api": api, "ui": api.removesuffix("/api"), "server": None, "worker": None, "warm_scanner": None,
+             "ray_head": False}
     state_file().parent.mkdir(parents=True, exist_ok=True)
 
     def shutdown(signum, _frame):
@@ -170,8 +185,13 @@ def start() -> int:
         state["ray_head"], env["RAY_ADDRESS"] = True, "auto"
     worker = spawn([prefect, "worker", "start", "--pool", POOL, "--type", "process"], env, logs / "prefect-worker.log")
     state["worker"] = worker.pid
+    if os.environ.get("TECHNIC_WARM_SCANNER", "1").strip().lower() not in ("0", "false", "no", "off"):
+        scanner = spawn([sys.executable, "-m", "flows.warm_scanner"], env, logs / "warm-scanner.log")
+        state["warm_scanner"] = scanner.pid
+        wait_for_socket(scanner, warm.socket_path())
     state_file().write_text(json.dumps(state))
     print(f"local stack ready: UI {state['ui']} | API {api} | worker pid {worker.pid} (log {logs / 'prefect-worker.log'})"
+          + (f" | warm scanner pid {state['warm_scanner']}" if state["warm_scanner"] else "")
           + (" | Ray head (flows join it)" if state["ray_head"] else ""), flush=True)
     print(f"  in another shell: export PREFECT_API_URL={api}; {prefect} deployment run scan/full-universe", flush=True)
     print("  Ctrl-C here, or `make stop` anywhere, stops worker, server and Ray head", flush=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
@@ -12,16 +10,9 @@ from technic_v4.pipeline.publish import publish
 from technic_v4.pipeline.report import format_message, render_markdown, top_table
 from technic_v4.pipeline.runtime import ScanRuntime
 from technic_v4.pipeline.state import RESULT_FIELDS, ScanState
-from technic_v4.pipeline.summary import ScanSummary
+from technic_v4.pipeline.summary import ScanOutput, ScanSummary
 
 TOP_ROWS = 50
-
-
-@dataclass
-class ScanOutput:
-    results: pd.DataFrame  # ranked rows after the run's `signals` filter
-    message: str
-    summary: dict  # ScanSummary.as_dict(), the same JSON as latest.json
 
 
 async def publish_artifacts(summary: ScanSummary, shown: pd.DataFrame, report_md: str, signals) -> None:

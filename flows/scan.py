@@ -7,7 +7,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.fetch import fetch_stage
-from flows.publish import ScanOutput, publish_scan
+from flows.publish import publish_scan
 from flows.score import score_symbols
 from flows.tasks import load_reference
 from technic_v4.domain.regime import compute_regime
@@ -20,7 +20,7 @@ from technic_v4.pipeline.runtime import open_runtime
 from technic_v4.pipeline.scan_config import ScanConfig
 from technic_v4.pipeline.screen import check_sectors, screen
 from technic_v4.pipeline.state import ScanState
-from technic_v4.pipeline.summary import build_summary
+from technic_v4.pipeline.summary import ScanOutput, build_summary
 from technic_v4.pipeline.universe import upkeep_details_for_scan
 
 

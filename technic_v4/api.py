@@ -7,9 +7,11 @@ themselves under the `technic_v4.flows` entry-point group (pyproject.toml) and a
 from __future__ import annotations
 
 import os
+import sys
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from technic_v4 import warm
 from technic_v4.aio import run_sync
 from technic_v4.errors import ConfigError
 from technic_v4.heap import freeze_startup_heap, skip_collection_at_exit
@@ -65,7 +67,10 @@ def prepare_prefect_api():
 
 
 def run_scan_output(config: ScanConfig):
-    """The flow's whole output: results, message and the typed summary."""
+    """The flow's whole output: results, message and the typed summary. With the local stack up, its warm scanner
+    runs the flow when it accepts (technic_v4/warm.py); a process that already imported Prefect runs it here."""
+    if "prefect" not in sys.modules and (served := warm.delegate_scan(config)) is not None:
+        return served
     api = prepare_prefect_api()
     flow = load_flow_factory("scan")(config)
     freeze_startup_heap()  # after the imports: the flow's collections skip the import-time heap

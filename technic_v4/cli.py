@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.console import Console
 
+from technic_v4 import warm
 from technic_v4.errors import TechnicError
 
 if TYPE_CHECKING:
@@ -20,8 +21,14 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="technic_v4: full-universe US stock scanner")
-# piped output (make scan | tee, CI logs) gets a wide fixed width instead of 80 columns, so the table stays readable
-console = Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def make_console() -> Console:
+    # piped output (make scan | tee, CI logs) gets a wide fixed width instead of 80 columns, so the table stays readable
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+console = make_console()
 
 TABLE_COLUMNS = ["Symbol", "Sector", "Close", "ret_21d", "RSI14", "ATR14_pct", "TechRating", "Signal", "Entry", "Stop",
                  "Target", "RewardRisk"]
@@ -107,7 +114,8 @@ def scan(
     console.print(results_table(df, title, top))
     console.print(msg, markup=False)  # the message is plain text: "[simulated source: …]" is not a style tag
     if api is not None:
-        console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else ""), style="dim")
+        console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else "")
+                      + (f"; run by the {warm.SERVED_BY}" if warm.SERVED_BY else ""), style="dim")
 
 
 @app.command("top")
@@ -219,6 +227,10 @@ def _prepare_prefect_api():
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["scan"] and "--help" not in sys.argv:
+        served = warm.delegate_cli(sys.argv)  # the local stack's warm scanner, when it runs and accepts
+        if served is not None:
+            sys.exit(served)
     try:
         app()
     except TechnicError as exc:

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("technic_v4", "flows")
 
 FOUNDATION = {"config", "calendar", "errors", "aio", "progress", "heap"}
-ENTRY_POINTS = {"api", "cli", "scanner_core", "data_engine", "evaluation"}
+ENTRY_POINTS = {"api", "cli", "scanner_core", "data_engine", "evaluation", "warm"}
 RANK = {"foundation": 0, "data": 1, "store": 2, "domain": 3, "pipeline": 4, "testing": 5, "entry": 6}
 
 

@@ -127,3 +127,13 @@ def _short_history(results, *, loaded: int, lookback: int) -> dict:
         return {}
     short = results.loc[results["pct_from_52w_high"].isna(), "Symbol"]
     return {"sessions": loaded, "lookback_days": lookback, "rows": len(short), "symbols": sorted(short)[:50]}
+
+
+@dataclass
+class ScanOutput:
+    """What the `scan` flow returns and `run_scan_output` hands back (also pickled by the warm scanner, so it lives
+    here, importable without Prefect)."""
+
+    results: pd.DataFrame  # ranked rows after the run's `signals` filter
+    message: str
+    summary: dict  # ScanSummary.as_dict(), the same JSON as latest.json
