@@ -1,7 +1,8 @@
 """What the user waits: wall time of a whole fresh process, from spawn to exit, not the flow's own stage timer.
 
 Rows: `technic scan` cold (empty data dir) and warm (bars cached, same day); `run_scan(...)` in a fresh Python
-process; each with nothing running (a temporary Prefect server starts) and with a local Prefect server up, plus
+process; each with nothing running (a temporary Prefect server starts) and with a local Prefect server and the warm
+scanner up (as `make server` runs them; also with the warm scanner switched off), plus
 `technic scan` finding the temporary server its previous run kept (its default, TECHNIC_PREFECT_SERVER_LINGER); every symbol
 rescored on threads, a local Ray and the default runner (auto); 6,000 scanned symbols of an 8,000-symbol market and of
 a 60,000-symbol market (TECHNIC_SIM_SYMBOLS); peak RSS of the largest process; and `load_panel` cached vs day files.
@@ -108,7 +109,15 @@ def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bo
         # default, so the server a row kept is stopped right after it: "nothing running" rows find none.
         home = extra.pop("PREFECT_HOME", None) or str(data_dir.parent / "rows_home")
         env = _env(code, data_dir, listed, stack_url if stack else None, PREFECT_HOME=home, **extra)
-        row = {"label": label, "stack": stack, **_measure(argv, env)}
+        # `make server` also runs the warm scanner (this code's, not a before checkout's): started outside the timing
+        served = stack and code == REPO and extra.get("TECHNIC_WARM_SCANNER") != "0"
+        scanner = _start_warm_scanner(env) if served else None
+        try:
+            row = {"label": label + (" (warm scanner)" if served else ""), "stack": stack, **_measure(argv, env)}
+        finally:
+            if scanner is not None:
+                scanner.terminate()
+                scanner.wait(timeout=30)
         if "linger_home" not in home:
             _stop_keeper(Path(home))
         rows.append(row)
@@ -120,6 +129,8 @@ def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bo
         add("technic scan, cold", _cli({}), stack=False)
     add("technic scan, warm", _cli({}), stack=False)
     add("technic scan, warm", _cli({}), stack=True)
+    if code == REPO:
+        add("technic scan, warm, warm scanner off", _cli({}), stack=True, TECHNIC_WARM_SCANNER="0")
     add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}), stack=False)
     if code == REPO:  # technic scan's default: the previous scan's temporary server is still up; first run starts it
         kept = {"PREFECT_HOME": str(data_dir.parent / "linger_home")}
@@ -127,11 +138,25 @@ def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bo
         add("technic scan, warm, previous scan's server kept (default)", _cli({}), stack=False, **kept)
         _stop_keeper(data_dir.parent / "linger_home")
     add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}), stack=True)
+    if code == REPO:
+        add("run_scan, fresh process, warm, warm scanner off", _run_scan({"max_symbols": 6000}), stack=True,
+            TECHNIC_WARM_SCANNER="0")
     runners = ("thread", "ray", None) if listed <= 10_000 or not quick else ("thread", None)
     for runner in runners:
         config = {"max_symbols": 6000, "reuse_scores": False, **({"task_runner": runner} if runner else {})}
         add(f"run_scan, every symbol rescored, runner {runner or 'default'}", _run_scan(config), stack=False)
     return rows
+
+
+def _start_warm_scanner(env: dict[str, str]) -> subprocess.Popen:
+    """flows/warm_scanner.py as `make server` starts it, with the rows' environment; returns once it listens."""
+    sock = Path(env["TECHNIC_DATA_DIR"]) / "run" / "warm-scanner.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "flows.warm_scanner"], env=env, cwd=env["PYTHONPATH"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return proc
 
 
 def _load_panel_row(code: Path, data_dir: Path, listed: int) -> dict:
@@ -219,7 +244,8 @@ def markdown(result: dict) -> str:
     lines = ["## What the user waits (process wall, fresh process)", "",
              "Wall = spawn to exit of a fresh process (imports, Prefect server, Ray start, flow, exit); flow = the "
              "flow's own stage timer; peak RSS = largest process. 6,000 symbols scanned of the listed market. "
-             "Stack = a local Prefect server already running (`make server`); without it a temporary one starts.", "",
+             "Stack = a local Prefect server already running (`make server`), with its warm scanner unless the row says "
+             "off; without it a temporary one starts.", "",
              "| code | listed | path | stack | runner | wall s | flow s | load_panel s | peak RSS MB |",
              "|---|---:|---|---|---|---:|---:|---:|---:|"]
     for r in result["rows"]:

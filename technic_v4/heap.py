@@ -29,3 +29,15 @@ def skip_collection_at_exit() -> None:
     """At exit, freeze instead of collecting. Register it before Prefect registers its own exit handlers (log and
     event drains): handlers run last-registered first, so this one runs after them, when nothing works anymore."""
     atexit.register(gc.freeze)
+
+
+def release_free_memory() -> None:
+    """Hand memory freed by worker threads back to the OS (glibc's malloc_trim). Each thread allocates from its own
+    malloc arena, and freed blocks stay in it: after a cold 60,000-symbol fetch with writes in threads the process
+    kept ~1 GB it no longer used, on top of the panel load that follows. No-op where glibc is not the allocator."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -99,7 +99,8 @@ def test_new_day_reads_only_that_day(store, monkeypatch):
     real = BarStore.read_bars
 
     def spy(self, days, columns):
-        read.append(list(days))
+        if columns:  # reads of bars (a read of only the symbol column comes first)
+            read.append(list(days))
         return real(self, days, columns)
 
     monkeypatch.setattr(BarStore, "read_bars", spy)
@@ -168,3 +169,27 @@ def test_rollback_switch_reads_the_day_files_only(store, monkeypatch):
     monkeypatch.setenv("TECHNIC_PANEL_CACHE", "1")
     assert_same(load_panel(store, DAYS[:39]), off)
     assert len(_generation(store)) == 1
+
+
+@pytest.mark.parametrize("per_read", [1, 7, 1000])
+def test_day_files_read_in_groups_equal_one_read(store, monkeypatch, per_read):
+    """read_raw_bars decodes DAYS_PER_READ days at a time (memory); the group size never changes a value, a symbol,
+    a NaN or a duplicate, also when a symbol is in some groups only and a duplicate sits in a later group."""
+    from technic_v4.store import panel_cache
+
+    path = store._day_dir(DAYS[30]) / "bars.parquet"
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    dup = frame[frame["symbol"] == "S40"].assign(close=1.0)
+    pq.write_table(pa.Table.from_pandas(pd.concat([frame, dup]), schema=table.schema, preserve_index=False), path)
+    whole = panel_cache.read_raw_bars(store, DAYS[:39])
+    monkeypatch.setattr(panel_cache, "DAYS_PER_READ", per_read)
+    grouped = panel_cache.read_raw_bars(store, DAYS[:39])
+    assert grouped.symbols.tolist() == whole.symbols.tolist() and "S00" in grouped.symbols.tolist()
+    for f in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(grouped.fields[f], whole.fields[f])
+    np.testing.assert_array_equal(grouped.present, whole.present)
+    assert grouped.duplicates == whole.duplicates == [("S40", str(DAYS[30]))]
+    picked = panel_cache.read_raw_bars(store, DAYS[:39], symbols=["S40", "S01", "NOPE"])
+    assert picked.symbols.tolist() == ["S40", "S01", "NOPE"] and np.isnan(picked.fields["close"][:, 2]).all()
+    assert picked.duplicates == [("S40", str(DAYS[30]))]

@@ -114,3 +114,19 @@ def test_snapshot_is_a_partial_day(market):
     full, part = market.day(day), market.snapshot(day, 0.25)
     assert (part["volume"] <= full["volume"]).all()
     assert (part["high"] <= full["high"] + 1e-9).all() and (part["low"] >= full["low"] - 1e-9).all()
+
+
+def test_prices_filled_a_session_at_a_time_equal_the_whole_matrix_form():
+    """_economic_close is built row by row (one (T, N) array held, not four): the same additions as np.cumsum over
+    every session's returns, bit for bit; split factors per session equal the product over executed splits."""
+    m = SimulatedMarket(seed=11, n_symbols=400)
+    returns = np.stack(list(m._return_rows()))
+    np.testing.assert_array_equal(m._economic_close, m.u.price0 * np.exp(np.cumsum(returns, axis=0)))
+    t = len(m.sessions) - 1
+    expected = np.ones(len(m.symbols))
+    for s in m.u.splits.itertuples(index=False):
+        if s.exec_idx <= t:
+            expected[s.col] *= s.split_from / s.split_to
+    assert len(m.u.splits) > 0
+    np.testing.assert_array_equal(m._split_factor(t), expected)
+    np.testing.assert_array_equal(m._split_factor(-1), expected)

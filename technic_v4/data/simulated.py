@@ -77,15 +77,14 @@ class SimulatedMarket:
             state = int(rng.choice(4, p=REGIME_NEXT[state]))
         return states[: len(self.sessions)]
 
-    def _returns(self) -> np.ndarray:
-        """(T, N) daily log returns of the economic (split-free) price."""
+    def _return_rows(self):
+        """Each session's (N,) daily log returns of the economic (split-free) price, oldest first (the first is 0)."""
         u, T, N = self.u, len(self.sessions), len(self.symbols)
         drift_m = np.array([r[1] for r in REGIMES])[self.regimes]
         volm = np.array([r[2] for r in REGIMES])[self.regimes]
         n_sec = len(SECTOR_NAMES)
         sec = np.clip(u.sector_idx, 0, None)
         has_sector = u.sector_idx >= 0
-        out = np.empty((T, N))
         epoch_drift = {}
         for t in range(T):
             rng = np.random.default_rng([self.seed, 2, t])
@@ -96,7 +95,7 @@ class SimulatedMarket:
             e = t // TREND_EPOCH
             if e not in epoch_drift:
                 epoch_drift[e] = TREND_DRIFT * np.random.default_rng([self.seed, 4, e]).standard_normal(N)
-            out[t] = (
+            row = (
                 u.beta * m
                 + np.where(has_sector, u.sector_load * s[sec], 0.0)
                 + u.bond_load * b
@@ -104,21 +103,37 @@ class SimulatedMarket:
                 + u.drift_const
                 + u.drift_scale * epoch_drift[e]
             )
-        out[0] = 0.0
-        return out
+            yield np.zeros(N) if t == 0 else row
 
     @cached_property
     def _economic_close(self) -> np.ndarray:
-        """(T, N) close in start-share units (no splits): price0 · exp(cumulative return)."""
-        return self.u.price0 * np.exp(np.cumsum(self._returns(), axis=0))  # returns are not kept: 60 MB less
+        """(T, N) close in start-share units (no splits): price0 · exp(cumulative return). Filled a session at a
+        time (the same additions as np.cumsum, so the same numbers): the one (T, N) array is the only one held, where
+        the whole-matrix form held four at once (4 GB peak at 60,000 symbols)."""
+        close = np.empty((len(self.sessions), len(self.symbols)))
+        total = np.zeros(len(self.symbols))
+        for t, returns in enumerate(self._return_rows()):
+            total = total + returns
+            close[t] = self.u.price0 * np.exp(total)
+        return close
 
     @cached_property
-    def _split_factor(self) -> np.ndarray:
-        """(T, N) raw/economic price factor: product of split_from/split_to over splits executed on or before t."""
-        f = np.ones((len(self.sessions), len(self.symbols)))
-        for s in self.u.splits.itertuples(index=False):
-            if s.exec_idx < len(self.sessions):
-                f[s.exec_idx :, s.col] *= s.split_from / s.split_to
+    def _splits_executed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(session index, column, split_from/split_to) of every split inside the market's sessions, in table order."""
+        sp = self.u.splits
+        inside = sp["exec_idx"].to_numpy() < len(self.sessions)
+        return (sp["exec_idx"].to_numpy()[inside], sp["col"].to_numpy()[inside],
+                (sp["split_from"] / sp["split_to"]).to_numpy()[inside])
+
+    def _split_factor(self, t: int) -> np.ndarray:
+        """(N,) raw/economic price factor at session t: product of split_from/split_to over splits executed on or
+        before t, multiplied in the splits' order. Per session, not a (T, N) matrix: 470 MB at 60,000 symbols."""
+        if t < 0:
+            t += len(self.sessions)
+        at, col, ratio = self._splits_executed
+        f = np.ones(len(self.symbols))
+        done = at <= t
+        np.multiply.at(f, col[done], ratio[done])  # unbuffered, in order: the same products as one split at a time
         return f
 
     @cached_property
@@ -159,7 +174,7 @@ class SimulatedMarket:
         # Volume follows the size of the move, with occasional news spikes (about one day in 60).
         spike = np.where(rng.random(N) < 1 / 60, rng.uniform(2.0, 6.0, N), 1.0)
         volume_e = u.base_volume * np.exp(0.3 * rng.standard_normal(N) - 0.045) * (0.75 + 0.35 * move) * spike
-        factor = self._split_factor[-1] if adjusted else self._split_factor[t]
+        factor = self._split_factor(-1 if adjusted else t)
         has = self._has_bar[t]
         out = {
             "open": open_e * factor,
@@ -226,7 +241,7 @@ class SimulatedMarket:
     def shares_outstanding(self, as_of: dt.date | None = None) -> np.ndarray:
         """Shares per symbol after the splits executed on or before `as_of`."""
         t = max(self._as_of_index(as_of), 0)
-        return np.round(self.u.shares0 / self._split_factor[t])
+        return np.round(self.u.shares0 / self._split_factor(t))
 
     def list_dates(self) -> np.ndarray:
         ipo = self.u.ipo_idx

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -21,6 +22,7 @@ from itertools import groupby
 from technic_v4.calendar import NY
 from technic_v4.data.source import MarketDataSource
 from technic_v4.errors import AuthError, DataSourceError
+from technic_v4.heap import release_free_memory
 from technic_v4.store.bar_store import BarStore
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,20 @@ class BarsReport:
         self.failed = {d: m for d, m in self.failed.items() if dt.date.fromisoformat(d) not in self.days}
 
 
+# Days in flight at once across every month task of a scan, fetched or being written: above the HTTP client's 16
+# connections, and a bound on the day frames held while their writes run in threads.
+DAYS_IN_FLIGHT = 20
+_in_flight: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _days_in_flight() -> asyncio.Semaphore:
+    """One semaphore per event loop: the month tasks of one scan share it."""
+    loop = asyncio.get_running_loop()
+    if loop not in _in_flight:
+        _in_flight[loop] = asyncio.Semaphore(DAYS_IN_FLIGHT)
+    return _in_flight[loop]
+
+
 def month_key(day: dt.date) -> str:
     return f"{day:%Y-%m}"
 
@@ -137,8 +153,13 @@ async def ensure_days(
     missing = [d for d in days if not store.has_day(d, final_only=True)]
     was_provisional = {d for d in missing if store.has_day(d, final_only=False)}
     done = 0
+    in_flight = _days_in_flight()
 
     async def one(day: dt.date) -> None:
+        async with in_flight:
+            await fetch_and_store(day)
+
+    async def fetch_and_store(day: dt.date) -> None:
         nonlocal done
         try:
             frame = await source.grouped_daily(day)
@@ -152,7 +173,9 @@ async def ensure_days(
                 report.failed[day.isoformat()] = f"no bars returned for trading day {day}"
                 return
             day_final = is_settled(day, now, settle_time) if final is None else final
-            store.write_day(day, frame, source=source.name, final=day_final, fetched_at=now)
+            # in a thread: parquet encoding releases the GIL, so the next day's fetch or parse goes on meanwhile
+            # (a cold 60,000-symbol scan writes 300 days of 60,000 rows)
+            await asyncio.to_thread(store.write_day, day, frame, source=source.name, final=day_final, fetched_at=now)
             report.fetched.append(day)
             report.fetched_bars += len(frame)
             if not day_final:
@@ -165,6 +188,8 @@ async def ensure_days(
                 progress(done, len(missing))
 
     await asyncio.gather(*(one(d) for d in missing))
+    if report.fetched:
+        release_free_memory()  # what the writer threads freed, before the panel load allocates the window
     for days_list in (report.fetched, report.provisional, report.settled):
         days_list.sort()
     if report.failed and on_missing == "fail":
