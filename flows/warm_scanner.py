@@ -58,14 +58,11 @@ def preload() -> None:
 
     prepare_prefect_api()  # decides the API (the stack's) before Prefect is imported, as the CLI does
     load_flow_factory("scan")
-    import fastapi  # noqa: F401 - imported by Prefect's flow engine on its first run
-    import prefect.flow_engine  # noqa: F401
-    import prefect.utilities.visualization  # noqa: F401
     import technic_v4.cli  # noqa: F401
-    from technic_v4.calendar import xnys
+    from flows.prefect_api import preload_first_run
     from technic_v4.heap import freeze_startup_heap
 
-    xnys()
+    preload_first_run()
     freeze_startup_heap()  # children inherit a frozen heap: the collector never walks the imports
 
 

@@ -158,3 +158,32 @@ def test_temporary_server_sends_no_telemetry_unless_asked(monkeypatch, setting, 
         monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", setting)
     prefect_api._start_server(_free_port())
     assert seen["env"]["PREFECT_SERVER_ANALYTICS_ENABLED"] == expected
+
+
+def test_database_migrations_are_skipped_only_for_a_database_this_version_migrated(tmp_path, monkeypatch):
+    """A temporary server skips its migration check (0.18 s) only when the default SQLite database still has the
+    revision a server of the same Prefect version left it at; a new, replaced or other-version database migrates."""
+    import sqlite3
+
+    from flows import prefect_api
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL", raising=False)
+    assert prefect_api._migrations_needed()  # no database yet
+    with sqlite3.connect(tmp_path / "prefect.db") as con:
+        con.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        con.execute("INSERT INTO alembic_version VALUES ('rev1')")
+    assert prefect_api._migrations_needed()  # never migrated by us
+    prefect_api._remember_migrated()
+    assert not prefect_api._migrations_needed()
+    seen = {}
+    monkeypatch.setattr(prefect_api.subprocess, "Popen", lambda cmd, env, **kw: seen.update(env=env))
+    assert prefect_api._start_server(_free_port())[1] is False
+    assert seen["env"]["PREFECT_API_DATABASE_MIGRATE_ON_START"] == "false"
+    with sqlite3.connect(tmp_path / "prefect.db") as con:
+        con.execute("UPDATE alembic_version SET version_num = 'rev2'")  # upgraded by another Prefect
+    assert prefect_api._migrations_needed()
+    assert prefect_api._start_server(_free_port())[1] is True
+    assert "PREFECT_API_DATABASE_MIGRATE_ON_START" not in seen["env"]
+    (tmp_path / "prefect.db").unlink()  # a wiped database is created and migrated again
+    assert prefect_api._migrations_needed()
