@@ -173,11 +173,17 @@ def _load_panel_row(code: Path, data_dir: Path, listed: int) -> dict:
 
 
 def _stop_keeper(prefect_home: Path) -> None:
+    """Stop the server a row kept and wait until it is gone: a server still shutting down (and checkpointing its
+    database) competes with the next row for the 2 cores."""
     state = prefect_home / "technic-temporary-server.json"
     try:
-        os.kill(json.loads(state.read_text())["pid"], 15)  # the keeper stops its server and removes the file
+        pid = json.loads(state.read_text())["pid"]
+        os.kill(pid, 15)  # the keeper stops its server and removes the file
     except (OSError, ValueError, KeyError):
-        pass
+        return
+    deadline = time.monotonic() + 15
+    while state.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _free_port() -> int:

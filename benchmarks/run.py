@@ -99,19 +99,27 @@ def main(quick: bool = False, out_dir: str | Path | None = None, update_readme_b
         update_readme_block = out.resolve() == DOCS.resolve()
     started = time.perf_counter()
     report: dict = {"machine": machine_info(), "quick": quick, "modules": {}, "plots": []}
-    sections = []
+    if modules:  # --only: the other modules keep their last measured results instead of vanishing from the docs
+        report["modules"] = {n: r for n, r in _previous_modules(out).items() if n not in modules}
+        report["rerun_only"] = sorted(modules)
     for name, module in MODULES:
         if modules and name not in modules:
             continue
         print(f"[bench] {module} (quick={quick}) ...", flush=True)
         t0 = time.perf_counter()
-        result, md = _run_module(name, module, quick)
+        result, _md = _run_module(name, module, quick)
         print(f"[bench] {module} done in {time.perf_counter() - t0:.1f} s", flush=True)
-        report["modules"][name] = result
-        sections.append(md)
-
+        report["modules"][name] = {**result, "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+    report["modules"] = {n: report["modules"][n] for n, _ in MODULES if n in report["modules"]}
     report["total_seconds"] = round(time.perf_counter() - started, 1)
-    return render(report, out, update_readme_block, sections)
+    return render(report, out, update_readme_block)
+
+
+def _previous_modules(out: Path) -> dict:
+    try:
+        return json.loads((out / "performance.json").read_text()).get("modules", {})
+    except (OSError, ValueError):
+        return {}
 
 
 def _module_markdown(name: str, result: dict) -> str:
