@@ -194,7 +194,7 @@ def start() -> int:
           + (f" | warm scanner pid {state['warm_scanner']}" if state["warm_scanner"] else "")
           + (" | Ray head (flows join it)" if state["ray_head"] else ""), flush=True)
     print(f"  in another shell: export PREFECT_API_URL={api}; {prefect} deployment run scan/full-universe", flush=True)
-    print("  Ctrl-C here, or `make stop` anywhere, stops worker, server and Ray head", flush=True)
+    print("  Ctrl-C here, or `make stop` anywhere, stops warm scanner, worker, server and Ray head", flush=True)
     code = worker.wait()
     print(f"worker exited with {code}; stopping the rest", flush=True)
     stop()
