@@ -99,63 +99,54 @@ def _connect() -> socket.socket | None:
             os.close(dir_fd)
 
 
-def _request(sock: socket.socket, request: dict, fds: list[int]) -> int | None:
-    """Send the request; the child's pid once it started, None when the server declined (the caller runs locally)."""
-    send_frame(sock, b"J", json.dumps(request).encode(), fds)
-    _kind, payload, _ = recv_frame(sock)
-    answer = json.loads(payload)
-    return answer.get("pid") if answer.get("accepted") else None
-
-
-def _request_fields() -> dict:
-    return {"env": dict(os.environ), "cwd": os.getcwd()}
-
-
-def delegate_cli(argv: list[str]) -> int | None:
-    """Run `technic <argv>` in a warm child on this terminal; its exit code, or None if not served here."""
+def _serve(request: dict) -> tuple[int, bytes, bytes] | None:
+    """Hand `request` (with this process's environment, working directory and stdio) to a warm child and wait for
+    its answer, forwarding Ctrl-C: (child pid, answer kind, payload); None when not served (the caller runs locally);
+    ConnectionError when the child ended without answering."""
     sock = _connect()
     if sock is None:
         return None
     with sock:
         try:
-            pid = _request(sock, {"kind": "cli", "argv": argv, **_request_fields()}, [0, 1, 2])
+            send_frame(sock, b"J", json.dumps({**request, "env": dict(os.environ), "cwd": os.getcwd()}).encode(),
+                       [0, 1, 2])
+            answer = json.loads(recv_frame(sock)[1])
         except (OSError, ConnectionError, ValueError):
             return None
-        if pid is None:
+        if not answer.get("accepted"):
             return None
+        pid = answer["pid"]
         previous = signal.signal(signal.SIGINT, lambda *_: _forward(pid, signal.SIGINT))
         try:
-            _kind, payload, _ = recv_frame(sock)
-            return int(json.loads(payload)["exit"])
-        except (ConnectionError, ValueError, KeyError):
-            print(f"the warm scanner's child {pid} ended without an exit code", file=sys.stderr)
-            return 1
+            kind, payload, _ = recv_frame(sock)
+        except ConnectionError:
+            raise ConnectionError(f"the warm scanner's child {pid} ended without an answer") from None
         finally:
             signal.signal(signal.SIGINT, previous)
+    return pid, kind, payload
+
+
+def delegate_cli(argv: list[str]) -> int | None:
+    """Run `technic <argv>` in a warm child on this terminal; its exit code, or None if not served here."""
+    try:
+        served = _serve({"kind": "cli", "argv": argv})
+    except ConnectionError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return None if served is None else int(json.loads(served[2])["exit"])
 
 
 def delegate_scan(config) -> object | None:
     """run_scan's ScanOutput computed by a warm child (pickled back), or None if not served here. The child writes
     Prefect's console logs to this process's stdout/stderr."""
-    sock = _connect()
-    if sock is None:
+    try:
+        served = _serve({"kind": "scan", "config": config.model_dump(mode="json")})
+    except ConnectionError as exc:
+        raise RuntimeError(str(exc)) from None
+    if served is None:
         return None
-    with sock:
-        try:
-            pid = _request(sock, {"kind": "scan", "config": config.model_dump(mode="json"), **_request_fields()},
-                           [0, 1, 2])
-        except (OSError, ConnectionError, ValueError):
-            return None
-        if pid is None:
-            return None
-        previous = signal.signal(signal.SIGINT, lambda *_: _forward(pid, signal.SIGINT))
-        try:
-            kind, payload, _ = recv_frame(sock)
-        except ConnectionError:
-            raise RuntimeError(f"the warm scanner's child {pid} ended without a result") from None
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    result = pickle.loads(payload)  # our own user's socket (checked above), our own child
+    _pid, kind, payload = served
+    result = pickle.loads(payload)  # our own user's socket (checked in _connect), our own child
     if kind == b"E":
         raise result
     return result
