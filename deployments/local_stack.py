@@ -185,7 +185,7 @@ def start() -> int:
         state["ray_head"], env["RAY_ADDRESS"] = True, "auto"
     worker = spawn([prefect, "worker", "start", "--pool", POOL, "--type", "process"], env, logs / "prefect-worker.log")
     state["worker"] = worker.pid
-    if os.environ.get("TECHNIC_WARM_SCANNER", "1").strip().lower() not in ("0", "false", "no", "off"):
+    if warm.enabled():
         scanner = spawn([sys.executable, "-m", "flows.warm_scanner"], env, logs / "warm-scanner.log")
         state["warm_scanner"] = scanner.pid
         wait_for_socket(scanner, warm.socket_path())

@@ -99,7 +99,7 @@ def _decide(default_linger: float = 0.0) -> PrefectApi:
         return PrefectApi("configured", configured)
     if "prefect" in sys.modules:
         return PrefectApi("prefect already imported", None)
-    local = f"http://127.0.0.1:{os.environ.get('PREFECT_PORT', '4200')}/api"
+    local = local_stack_url()
     if _healthy(local, HEALTH_TIMEOUT_S):
         os.environ["PREFECT_API_URL"] = local
         return PrefectApi("local stack", local)
@@ -111,19 +111,22 @@ def _decide(default_linger: float = 0.0) -> PrefectApi:
         return PrefectApi("kept temporary", kept)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    if linger > 0:
+    if linger > 0:  # the keeper starts the server and remembers its migrations itself
         process = subprocess.Popen([sys.executable, "-m", "flows.prefect_api", "--keep", str(port), str(linger)],
                                    start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        how = f"temporary, kept {linger:g} s after the last scan"
+        how, migrating = f"temporary, kept {linger:g} s after the last scan", False
         atexit.register(_touch, _state_file())
     else:
-        process, migrating = _start_server(port)
+        (process, migrating), how = _start_server(port), "temporary"
         atexit.register(_stop, process)
-        os.environ["PREFECT_API_URL"] = url
-        return PrefectApi("temporary", url, process, migrating)
     os.environ["PREFECT_API_URL"] = url
-    return PrefectApi(how, url, process)
+    return PrefectApi(how, url, process, migrating)
+
+
+def local_stack_url() -> str:
+    """Where `make server` serves the API: http://127.0.0.1:$PREFECT_PORT/api (4200 by default)."""
+    return f"http://127.0.0.1:{os.environ.get('PREFECT_PORT', '4200')}/api"
 
 
 def _linger_seconds(default: float) -> float:

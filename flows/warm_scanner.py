@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from flows.prefect_api import local_stack_url, preload_first_run
 from technic_v4 import warm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,9 +39,14 @@ def code_fingerprint() -> tuple[int, int, int]:
     return len(files), max(s.st_mtime_ns for s in files), sum(s.st_size for s in files)
 
 
+def prefect_settings(env) -> dict[str, str]:
+    """The PREFECT_* variables that decide how Prefect behaves once imported (OWN_SETTINGS aside)."""
+    return {k: v for k, v in env.items() if k.startswith("PREFECT_") and k not in OWN_SETTINGS}
+
+
 def decline_reason(request: dict, baseline: dict[str, str], fingerprint) -> str | None:
     env = request.get("env", {})
-    theirs = {k: v for k, v in env.items() if k.startswith("PREFECT_") and k not in OWN_SETTINGS}
+    theirs = prefect_settings(env)
     if theirs != baseline:
         differ = sorted(k for k in set(theirs) | set(baseline) if theirs.get(k) != baseline.get(k))
         return f"Prefect settings differ from the warm scanner's: {', '.join(differ)}"
@@ -59,7 +65,6 @@ def preload() -> None:
     prepare_prefect_api()  # decides the API (the stack's) before Prefect is imported, as the CLI does
     load_flow_factory("scan")
     import technic_v4.cli  # noqa: F401
-    from flows.prefect_api import preload_first_run
     from technic_v4.heap import freeze_startup_heap
 
     preload_first_run()
@@ -67,7 +72,7 @@ def preload() -> None:
 
 
 def serve() -> None:
-    baseline = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_") and k not in OWN_SETTINGS}
+    baseline = prefect_settings(os.environ)
     preload()
     fingerprint = code_fingerprint()
     path = warm.socket_path()
@@ -131,7 +136,7 @@ def run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         os.close(fd)
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=stream.isatty())
-    api_url = os.environ.get("PREFECT_API_URL") or _stack_api()  # what Prefect was imported with
+    api_url = os.environ.get("PREFECT_API_URL") or local_stack_url()  # what Prefect was imported with
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ.setdefault("PREFECT_API_URL", api_url)
@@ -158,10 +163,6 @@ def run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         # (unlinking the socket), which belongs to the parent
         atexit._run_exitfuncs()
         os._exit(code)
-
-
-def _stack_api() -> str:
-    return f"http://127.0.0.1:{os.environ.get('PREFECT_PORT', '4200')}/api"
 
 
 def _run_cli(argv: list[str]) -> int:

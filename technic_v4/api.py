@@ -55,7 +55,7 @@ def run_scan(config: ScanConfig | None = None, **overrides) -> tuple[pd.DataFram
 
 
 # Idle seconds a temporary Prefect server started by a scan stays up, so the next scan (a fresh process: cron, the CLI)
-# skips its ~4.6 s start; TECHNIC_PREFECT_SERVER_LINGER overrides it (0: stop the server with the process).
+# skips its ~3.3 s start; TECHNIC_PREFECT_SERVER_LINGER overrides it (0: stop the server with the process).
 DEFAULT_SERVER_LINGER_S = 900
 
 

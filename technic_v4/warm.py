@@ -76,9 +76,14 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def enabled() -> bool:
+    """TECHNIC_WARM_SCANNER is not 0/false/no/off (the CLI's and `make server`'s switch)."""
+    return os.environ.get(SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def _connect() -> socket.socket | None:
     """A connection to this user's warm scanner, or None (switched off, not running, someone else's socket)."""
-    if SERVED_BY is not None or os.environ.get(SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+    if SERVED_BY is not None or not enabled():
         return None  # switched off, or this process is already the warm child
     path = socket_path()
     try:
@@ -99,10 +104,10 @@ def _connect() -> socket.socket | None:
             os.close(dir_fd)
 
 
-def _serve(request: dict) -> tuple[int, bytes, bytes] | None:
+def _serve(request: dict) -> tuple[bytes, bytes] | None:
     """Hand `request` (with this process's environment, working directory and stdio) to a warm child and wait for
-    its answer, forwarding Ctrl-C: (child pid, answer kind, payload); None when not served (the caller runs locally);
-    ConnectionError when the child ended without answering."""
+    its answer, forwarding Ctrl-C: (answer kind, payload); None when not served (the caller runs locally);
+    ConnectionError when the child ended without answering; the child's own exception, raised here, when it failed."""
     sock = _connect()
     if sock is None:
         return None
@@ -123,7 +128,9 @@ def _serve(request: dict) -> tuple[int, bytes, bytes] | None:
             raise ConnectionError(f"the warm scanner's child {pid} ended without an answer") from None
         finally:
             signal.signal(signal.SIGINT, previous)
-    return pid, kind, payload
+    if kind == b"E":
+        raise pickle.loads(payload)  # our own user's socket (checked in _connect), our own child
+    return kind, payload
 
 
 def delegate_cli(argv: list[str]) -> int | None:
@@ -133,7 +140,7 @@ def delegate_cli(argv: list[str]) -> int | None:
     except ConnectionError as exc:
         print(exc, file=sys.stderr)
         return 1
-    return None if served is None else int(json.loads(served[2])["exit"])
+    return None if served is None else int(json.loads(served[1])["exit"])
 
 
 def delegate_scan(config) -> object | None:
@@ -143,13 +150,7 @@ def delegate_scan(config) -> object | None:
         served = _serve({"kind": "scan", "config": config.model_dump(mode="json")})
     except ConnectionError as exc:
         raise RuntimeError(str(exc)) from None
-    if served is None:
-        return None
-    _pid, kind, payload = served
-    result = pickle.loads(payload)  # our own user's socket (checked in _connect), our own child
-    if kind == b"E":
-        raise result
-    return result
+    return None if served is None else pickle.loads(served[1])
 
 
 def _forward(pid: int, signum: int) -> None:

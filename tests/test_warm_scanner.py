@@ -196,3 +196,43 @@ def test_long_socket_paths_work(tmp_path, monkeypatch):
     assert client is not None
     client.close()
     server.close()
+
+
+@pytest.mark.parametrize("caller", ["cli", "scan"])
+def test_a_failure_in_the_child_is_raised_in_the_caller_for_both_kinds(tmp_path, monkeypatch, caller):
+    """The child answers with its pickled exception (an "E" frame): `technic scan` and `run_scan` both raise it,
+    never read it as an exit code or a result."""
+    import pickle
+    import threading
+
+    from technic_v4 import warm
+
+    monkeypatch.setenv("TECHNIC_DATA_DIR", str(tmp_path))
+    path = warm.socket_path()
+    path.parent.mkdir(parents=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def child():
+        conn, _ = server.accept()
+        with conn:
+            _kind, _payload, fds = warm.recv_frame(conn, maxfds=3)
+            for fd in fds:
+                os.close(fd)
+            warm.send_frame(conn, b"J", json.dumps({"accepted": True, "pid": os.getpid()}).encode())
+            warm.send_frame(conn, b"E", pickle.dumps(ValueError("broken in the child")))
+
+    thread = threading.Thread(target=child)
+    thread.start()
+    try:
+        with pytest.raises(ValueError, match="broken in the child"):
+            if caller == "cli":
+                warm.delegate_cli(["technic", "scan"])
+            else:
+                from technic_v4.pipeline.scan_config import ScanConfig
+
+                warm.delegate_scan(ScanConfig())
+    finally:
+        thread.join(timeout=10)
+        server.close()
