@@ -34,24 +34,25 @@ TABLE_COLUMNS = ["Symbol", "Sector", "Close", "ret_21d", "RSI14", "ATR14_pct", "
                  "Target", "RewardRisk"]
 
 
-def results_table(df: pd.DataFrame, title: str, top: int) -> Table:
+def results_table(df: pd.DataFrame, title: str, top: int, columns: list[str] | None = None) -> Table:
     import pandas as pd
     from rich.table import Table
 
+    columns = [c for c in (columns or TABLE_COLUMNS) if c in df.columns]
     table = Table(title=title, show_lines=False, header_style="bold")
     table.add_column("#", justify="right")
-    for col in TABLE_COLUMNS:
+    for col in columns:
         table.add_column(col, justify="left" if df[col].dtype == object else "right")
-    for i, row in enumerate(df.head(top).itertuples(index=False), 1):
+    style = {"Strong Long": "bold green", "Long": "green", "Short": "red", "Strong Short": "bold red"}
+    for i, row in enumerate(df[columns].head(top).to_dict("records"), 1):
         cells = []
-        for col in TABLE_COLUMNS:
-            v = getattr(row, col)
+        for col in columns:
+            v = row[col]
             if isinstance(v, float):
                 cells.append("" if pd.isna(v) else (f"{v:.1%}" if col in ("ret_21d", "ATR14_pct") else f"{v:,.2f}"))
             else:
                 cells.append(str(v))
-        style = {"Strong Long": "bold green", "Long": "green", "Short": "red", "Strong Short": "bold red"}
-        table.add_row(str(i), *cells, style=style.get(row.Signal, ""))
+        table.add_row(str(i), *cells, style=style.get(row.get("Signal"), ""))
     return table
 
 
@@ -66,8 +67,11 @@ def scan(
     watchlist: str = typer.Option("", help="Comma-separated symbols, always scored first"),
     signals: Optional[str] = typer.Option(None, help="Comma-separated signals to keep, e.g. 'Strong Long,Long'"),
     top: int = typer.Option(25, help="Rows to print"),
+    where: Optional[str] = typer.Option(None, help="Screen expression, e.g. 'RSI14 < 30 and Close > SMA200'"),
+    screen: Optional[list[str]] = typer.Option(None, help="Saved screen(s) to publish (repeat or comma-separate; "
+                                                          "`technic screens` lists them)"),
 ) -> None:
-    """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
+    """Run the Prefect flow `scan` and print the ranked table (or each screen's) and measured metrics."""
     import os
 
     # The terminal shows the progress bar, the table and the summary; Prefect's per-task INFO lines still reach the
@@ -79,16 +83,17 @@ def scan(
     )
 
     from technic_v4 import progress as progress_hooks
-    from technic_v4.api import ScanConfig, run_scan
+    from technic_v4.api import ScanConfig, run_scan_output
 
     try:
         config = ScanConfig.build(
             max_symbols=max_symbols, data_source=source, as_of=dt.date.fromisoformat(as_of) if as_of else None,
             intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
-            signals=[s.strip() for s in signals.split(",")] if signals else None,
+            signals=[s.strip() for s in signals.split(",")] if signals else None, where=where, screens=screen,
         )
+        _check_screens(config)
     except (TechnicError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", markup=False)
         raise typer.Exit(2) from None
 
     # ETA: on the free tier (5 requests/min) a cold backfill of 300 days takes about an hour
@@ -102,20 +107,54 @@ def scan(
 
         progress_hooks.add_listener(on_progress)
         try:
-            df, msg = run_scan(config)
+            output = run_scan_output(config)
+            df, msg = output.results, output.message
         except TechnicError as exc:
             console.print(f"[red]scan failed:[/red] {exc}")
             raise typer.Exit(1) from None
         finally:
             progress_hooks.remove_listener(on_progress)
-    title = f"Top {min(top, len(df))} of {len(df)} by TechRating"
-    if "SIMULATED" in msg:
-        title += " — SIMULATED DATA"
-    console.print(results_table(df, title, top))
+    label = " — SIMULATED DATA" if "SIMULATED" in msg else ""
+    if not config.screens:
+        title = f"Top {min(top, len(df))} of {len(df)} by TechRating" + (f" where {config.where}" if config.where else "")
+        console.print(results_table(df, title + label, top))
+    for name, info in output.summary.get("screens", {}).items():
+        if config.screens:
+            rows = output.screens[name]
+            console.print(results_table(rows, f"Screen {name}: top {min(top, len(rows))} of {len(rows)} — "
+                                              f"{info['where']}{label}", top, list(rows.columns)))
     console.print(msg, markup=False)  # the message is plain text: "[simulated source: …]" is not a style tag
     if api is not None:
         console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else "")
                       + (f"; run by the {warm.SERVED_BY}" if warm.SERVED_BY else ""), style="dim")
+
+
+def _check_screens(config) -> None:
+    """Unknown saved screens fail here, before the scan starts."""
+    from technic_v4.config import load_settings
+    from technic_v4.pipeline.screens.model import resolve
+
+    if config.screens:
+        resolve(config.screens, config.data_dir or load_settings().data_dir)
+
+
+@app.command()
+def screens() -> None:
+    """List the saved screens: the bundled presets and yours ($TECHNIC_DATA_DIR/screens.toml)."""
+    from rich.table import Table
+
+    from technic_v4.config import load_settings
+    from technic_v4.pipeline.screens.model import catalogue, user_file
+
+    data_dir = load_settings().data_dir
+    table = Table(title="Saved screens (technic scan --screen NAME)", header_style="bold", show_lines=True)
+    for col in ("name", "where", "sort", "description", "from"):
+        table.add_column(col)
+    for s in catalogue(data_dir).values():
+        table.add_row(s.name, s.where, s.sort, s.description, s.source)
+    console.print(table)
+    console.print(f"your own screens: {user_file(data_dir)}" + ("" if user_file(data_dir).exists() else " (none yet)"),
+                  style="dim", markup=False)
 
 
 @app.command("top")

@@ -38,12 +38,13 @@ def seconds(s: float) -> str:
     return f"{s:.2f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def top_table(results: pd.DataFrame, n: int = 50) -> list[dict]:
-    """The first `n` rows as JSON-safe records with the trader's columns, rounded (prices 2 dp, % 1 dp, cap in $B)."""
+def top_table(results: pd.DataFrame, n: int = 50, columns: list[str] | None = None) -> list[dict]:
+    """The first `n` rows as JSON-safe records with the trader's columns (or `columns`), rounded (prices 2 dp, % 1 dp,
+    cap in $B)."""
     top = results.head(n).copy()
     if "MarketCap" in top:
         top["MarketCap_B"] = top["MarketCap"] / 1e9
-    cols = [c for c in TOP_COLUMNS if c in top]
+    cols = [c for c in (columns or TOP_COLUMNS) if c in top]
     out = top[cols].copy()
     for c in cols:
         if c in PERCENT_COLUMNS:
@@ -110,7 +111,18 @@ def format_message(s: ScanSummary) -> str:
         lines.append(f"watchlist symbols not found: {short_list(s.unknown_watchlist)}")
     lines += universe_lines(s)
     lines.append(_changes(s))
+    lines += screen_lines(s.screens)
     return "\n".join(lines)
+
+
+def screen_lines(screens: dict[str, dict]) -> list[str]:
+    """One line per published screen: rows and what changed since its last run."""
+    out = []
+    for name, sc in screens.items():
+        since = f"since {sc['previous_as_of']}" if sc.get("previous_as_of") else "first run"
+        out.append(f"screen {name}: {sc['rows']:,} rows | {since}: new {short_list(sc['new'], 10)}; dropped "
+                   f"{short_list(sc['dropped'], 10)}; flipped {short_list(sc['flipped'], 10)} | where {sc['where']}")
+    return out
 
 
 def _metrics_rows(m) -> list[tuple[str, str]]:

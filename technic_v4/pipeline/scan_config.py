@@ -44,6 +44,12 @@ class ScanConfig(BaseModel):
     )
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
+    where: str | None = Field(
+        None, description="Screen expression over the result columns, e.g. RSI14 < 30 and Close > SMA200 (README: Screens)"
+    )
+    screens: list[str] | None = Field(
+        None, description="Saved screens to publish from this scan's one scoring pass (`technic screens` lists them)"
+    )
 
     @field_validator("watchlist", mode="before")
     @classmethod
@@ -60,6 +66,24 @@ class ScanConfig(BaseModel):
         if bad:
             raise ValueError(f"not ticker symbols: {bad}")
         return list(dict.fromkeys(out))
+
+    @field_validator("where")
+    @classmethod
+    def _parse_where(cls, v: str | None) -> str | None:
+        from technic_v4.domain.screens.expression import parse
+
+        if v is not None and v.strip():
+            parse(v)  # a syntax error names its position; columns are checked against the scan's table
+            return v
+        return None
+
+    @field_validator("screens", mode="before")
+    @classmethod
+    def _screen_names(cls, v):
+        from technic_v4.pipeline.screens.model import check_name, split_names
+
+        names = split_names(v)
+        return [check_name(n) for n in names] if names else None
 
     @model_validator(mode="after")
     def _as_of_not_future(self):
@@ -84,3 +108,14 @@ class ScanConfig(BaseModel):
     def build(cls, **values) -> ScanConfig:
         """Like ScanConfig(**values) but a bad value raises ConfigError naming the field."""
         return build_model(cls, **values)
+
+    def with_screens(self, screen=None, where: str | None = None) -> ScanConfig:
+        """This config plus the flow's `screen` / `where` parameters (`--param screen=NAME` on a deployment run)."""
+        if not screen and not where:
+            return self
+        values = self.model_dump()
+        if screen:
+            values["screens"] = [*(self.screens or []), *([screen] if isinstance(screen, str) else screen)]
+        if where:
+            values["where"] = where
+        return ScanConfig.build(**values)

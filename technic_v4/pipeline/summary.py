@@ -63,6 +63,7 @@ class ScanSummary:
     provisional_days: list[str] = field(default_factory=list)  # fetched before their settle time; refetched later
     short_history: dict = field(default_factory=dict)  # a rate-limited first scan's shorter window and rows it leaves short
     paths: dict[str, str] = field(default_factory=dict)
+    screens: dict[str, dict] = field(default_factory=dict)  # name -> rows, where, new/dropped/flipped, paths
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -137,3 +138,4 @@ class ScanOutput:
     results: pd.DataFrame  # ranked rows after the run's `signals` filter
     message: str
     summary: dict  # ScanSummary.as_dict(), the same JSON as latest.json
+    screens: dict[str, pd.DataFrame] = field(default_factory=dict)  # each screen's rows (its columns, its order)
