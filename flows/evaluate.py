@@ -25,11 +25,14 @@ from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.listing import with_delisted
 from technic_v4.pipeline.evaluation.report import format_message, json_ready, render_markdown, save_plots
+from technic_v4.pipeline.evaluation.scorecard import REFERENCE_COLUMNS, needed_columns, scorecard_markdown
+from technic_v4.pipeline.evaluation.scorecard import screen_scorecard, with_reference_columns
 from technic_v4.pipeline.evaluation.stats import summarize
 from technic_v4.pipeline.fetch import require_days
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb, reset_peak_rss
 from technic_v4.pipeline.runtime import open_runtime
 from technic_v4.pipeline.scan_config import ScanConfig
+from technic_v4.pipeline.screens.model import run_screens, with_screens
 from technic_v4.store.atomic import atomic_write, atomic_write_text
 
 
@@ -77,14 +80,18 @@ def _publish(folder, scores: pd.DataFrame, summary: dict, simulated: bool) -> di
 
 
 @flow(name="evaluate", log_prints=False)
-async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
-    """Walk-forward, point-in-time evaluation of TechRating and signals over the stored history."""
+async def evaluate(config: EvalConfig = EvalConfig(), screen: str | None = None) -> EvalOutput:
+    """Walk-forward, point-in-time evaluation of TechRating and signals over the stored history; `screen` (saved
+    screen names, comma-separated) adds a scorecard per screen."""
     reset_peak_rss()
+    config = with_screens(config, screen)
     timer = StageTimer()
     last = _last_session(config)
     evaluated, days = config.days_to_load(last)
     run = open_runtime(ScanConfig.build(data_source=config.data_source, data_dir=config.data_dir, as_of=last,
                                         lookback_days=config.lookback_days, on_missing_day=config.on_missing_day))
+    screens = run_screens(config, run.settings.data_dir)  # an unknown name fails before any work
+    needed = needed_columns(screens)
     async with run.source:
         calls_before = run.source.counter.snapshot()
         with timer.stage("reference"):
@@ -99,13 +106,17 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     with timer.stage("load_panel"):
         panel = load_panel(run.store, bars.days, splits=splits)
     with timer.stage("universe"):
-        prepared = prepare(panel, reference, splits, evaluated, config)
+        prepared = prepare(panel, reference, splits, evaluated, config,
+                           extra_columns=tuple(c for c in needed if c not in REFERENCE_COLUMNS))
         del panel  # the job holds the clean panel of the symbols that matter
     with timer.stage("score"):
         outs, kind, reason = _run_chunks(prepared.job, config, run.settings)
         scores = finish([o[0] for o in outs])
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
+        screened = with_reference_columns(scores, reference, needed)
+        summary["scorecards"] = {s.name: screen_scorecard(screened, s, config.horizons, config.shuffle_seed)
+                                 for s in screens}
     info = merge_chunk_infos([o[1] for o in outs])
     meta = describe(scores, reference, prepared, info, evaluated) | {
         "simulated": run.simulated, "source": run.source.name, "listing": listing_note, "flow_run_id": str(flow_run.id),
@@ -117,12 +128,15 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
                     "wall_seconds": round(timer.total, 3)},
     }
     summary["meta"] = meta
-    summary["report_md"] = render_markdown(summary, meta)
+    summary["report_md"] = render_markdown(summary, meta) + "".join(
+        "\n\n" + scorecard_markdown(card, run.simulated) for card in summary["scorecards"].values())
     with timer.stage("publish"):
         folder = run.settings.data_dir / "evaluation" / f"{meta['start']}_{meta['end']}"
         summary["paths"] = _publish(folder, scores, summary, run.simulated)
         await _artifacts(summary, max(config.horizons), run.simulated)
-    summary["message"] = format_message(summary, timer, peak_rss_mb())
+        await _scorecard_artifacts(summary["scorecards"], run.simulated)
+    summary["message"] = "\n".join([format_message(summary, timer, peak_rss_mb()),
+                                     *(v for card in summary["scorecards"].values() for v in card["verdicts"])])
     get_run_logger().info("\n%s", summary["message"])
     return EvalOutput(scores=scores, summary=summary, message=summary["message"])
 
@@ -134,6 +148,13 @@ async def _artifacts(summary: dict, horizon: int, simulated: bool) -> None:
                                     description=f"Walk-forward evaluation{label}")
     await acreate_table_artifact(key="evaluation-deciles", table=json_ready({"t": deciles})["t"],
                                  description=f"{horizon}-session returns by TechRating decile{label}")
+
+
+async def _scorecard_artifacts(cards: dict, simulated: bool) -> None:
+    for name, card in cards.items():
+        await acreate_markdown_artifact(key=f"scorecard-{name}", markdown=scorecard_markdown(card, simulated),
+                                        description=f"Walk-forward scorecard of screen {name}"
+                                                    + (" (SIMULATED)" if simulated else ""))
 
 
 def evaluate_flow_for(config: EvalConfig):

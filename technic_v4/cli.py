@@ -242,17 +242,22 @@ def evaluate(
     horizons: str = typer.Option("1,5,21", help="Forward-return horizons in sessions"),
     source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|simulated"),
     runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
+    screen: Optional[list[str]] = typer.Option(None, help="Saved screen(s) to score (repeat or comma-separate)"),
+    where: Optional[str] = typer.Option(None, help="An expression to score like a screen"),
 ) -> None:
-    """Walk-forward evaluation: did TechRating and the signals predict forward returns? (Prefect flow `evaluate`)"""
+    """Walk-forward evaluation: did TechRating and the signals predict forward returns? (Prefect flow `evaluate`)
+    With --screen: a scorecard per screen (members each day vs the universe and a random same-size basket)."""
     from technic_v4.evaluation import EvalConfig, run_evaluation
 
     try:
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
             sessions=sessions, max_symbols=max_symbols, horizons=horizons, data_source=source, task_runner=runner,
+            screens=screen, where=where,
         )
+        _check_screens(config)
     except (TechnicError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", markup=False)
         raise typer.Exit(2) from None
     _, summary = run_evaluation(config)
     console.print(summary["message"], markup=False)

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from technic_v4.config import build_model
+from technic_v4.pipeline.screens.model import valid_names, valid_where, with_screens
 
 SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
 _TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
@@ -70,20 +71,12 @@ class ScanConfig(BaseModel):
     @field_validator("where")
     @classmethod
     def _parse_where(cls, v: str | None) -> str | None:
-        from technic_v4.domain.screens.expression import parse
-
-        if v is not None and v.strip():
-            parse(v)  # a syntax error names its position; columns are checked against the scan's table
-            return v
-        return None
+        return valid_where(v)
 
     @field_validator("screens", mode="before")
     @classmethod
     def _screen_names(cls, v):
-        from technic_v4.pipeline.screens.model import check_name, split_names
-
-        names = split_names(v)
-        return [check_name(n) for n in names] if names else None
+        return valid_names(v)
 
     @model_validator(mode="after")
     def _as_of_not_future(self):
@@ -111,11 +104,4 @@ class ScanConfig(BaseModel):
 
     def with_screens(self, screen=None, where: str | None = None) -> ScanConfig:
         """This config plus the flow's `screen` / `where` parameters (`--param screen=NAME` on a deployment run)."""
-        if not screen and not where:
-            return self
-        values = self.model_dump()
-        if screen:
-            values["screens"] = [*(self.screens or []), *([screen] if isinstance(screen, str) else screen)]
-        if where:
-            values["where"] = where
-        return ScanConfig.build(**values)
+        return with_screens(self, screen, where)

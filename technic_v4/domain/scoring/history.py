@@ -55,11 +55,13 @@ def count_in_window(mask: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[int, Regime], window: int) -> dict:
+def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[int, Regime], window: int,
+                extra: tuple[str, ...] = ()) -> dict:
     """Scores of the (row, col) cells of `panel` (clean, split-adjusted as of its last day) as of each cell's day.
 
     `regimes` maps a panel row to that day's Regime. Returns 1-D arrays per cell: TechRating, Signal, the sub-scores,
-    Close/ATR14/Entry/Stop/Target (in the panel's price basis) and `last_row` (the bar the values come from, -1: none).
+    Close/ATR14/Entry/Stop/Target (in the panel's price basis) and `last_row` (the bar the values come from, -1: none);
+    plus "values": the `extra` catalogue columns asked for (e.g. RSI14, SMA200 for a screen's scorecard).
     """
     bars = Bars.from_panel(panel)
     valid = _valid_bars(panel)
@@ -70,7 +72,8 @@ def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[
     compact = n_rows - bars.n_valid[cols] + np.cumsum(valid, axis=0)[src, cols] - 1
     have = count_in_window(valid, window)[rows, cols]
     values = {}
-    for key in SCORING_INPUTS:
+    wanted = [k for k in CATALOGUE if not isinstance(k, tuple) and k in extra and k not in SCORING_INPUTS]
+    for key in (*SCORING_INPUTS, *wanted):
         indicator = CATALOGUE[key]
         series = indicator.compute(bars)
         names, arrays = (key, series) if isinstance(key, tuple) else ((key,), (series,))
@@ -82,7 +85,8 @@ def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[
     for r, regime in regimes.items():
         label_of_row[r] = regime.label
     by_label = {regime.label: regime for regime in regimes.values()}
-    return _score_by_regime(values, label_of_row[rows], by_label) | {"last_row": np.where(in_window, last, -1)}
+    return _score_by_regime(values, label_of_row[rows], by_label) | {"last_row": np.where(in_window, last, -1),
+                                                                       "values": {k: values[k] for k in extra if k in values}}
 
 
 def _score_by_regime(values: dict, labels: np.ndarray, regimes: dict[str, Regime]) -> dict:

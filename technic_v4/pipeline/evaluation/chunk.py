@@ -23,6 +23,8 @@ from technic_v4.pipeline.evaluation.universe import asof_factors, daily_regimes,
 from technic_v4.errors import ConfigError
 
 
+PRICE_BASIS_COLUMNS = ("ATR14", "SMA20", "SMA50", "SMA200", "EMA20", "MACD", "MACD_signal", "MACD_hist")
+VOLUME_BASIS_COLUMNS = ("Volume", "AvgVolume20")
 REGIME_LABELS = [t + suffix for t in TRENDS for suffix in ("", HIGH_VOL_SUFFIX)]
 
 
@@ -37,6 +39,7 @@ class PanelJob:
     regimes: dict[int, Regime]
     window: int
     horizons: tuple[int, ...]
+    extra_columns: tuple[str, ...] = ()  # result columns a screen's scorecard reads, beyond the default frame
 
 
 @dataclass
@@ -48,7 +51,7 @@ class Prepared:
 
 
 def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, evaluated: list,
-            config: EvalConfig) -> Prepared:
+            config: EvalConfig, extra_columns: tuple[str, ...] = ()) -> Prepared:
     """Each day's kept universe and regime; the clean panel of the symbols kept on any day."""
     rows = np.searchsorted(panel.dates, np.array(evaluated, dtype="datetime64[D]"))
     factor = asof_factors(panel, splits)
@@ -57,7 +60,8 @@ def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, 
     regimes = daily_regimes(panel, rows, config.lookback_days)
     clean, quarantine = quarantine_panel(panel.take_columns(used))
     job = PanelJob(panel=clean, keep=np.ascontiguousarray(keep[:, used]), factor=np.ascontiguousarray(factor[:, used]),
-                   rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons)
+                   rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons,
+                   extra_columns=tuple(extra_columns))
     return Prepared(job=job, prescreen=counts, quarantine=quarantine, universe_per_day=keep.sum(axis=1))
 
 
@@ -67,7 +71,7 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
     panel = job.panel.take_columns(columns)
     day_idx, col = np.nonzero(job.keep[:, columns])
     rows = job.rows[day_idx]
-    s = score_cells(panel, rows, col, job.regimes, job.window)
+    s = score_cells(panel, rows, col, job.regimes, job.window, job.extra_columns)
     fwd, missing = forward_returns(panel.close, rows, col, s["last_row"], job.horizons)
     direction = np.where(np.isin(s["Signal"], LONG_SIGNALS), 1.0, np.where(np.isin(s["Signal"], SHORT_SIGNALS), -1.0, np.nan))
     first_target, first_stop, both = plan_first_sessions(panel.high, panel.low, rows, col, direction, s["Stop"],
@@ -87,6 +91,11 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
         "plan_target_session": first_target,
         "plan_stop_session": first_stop,
     })
+    for name in job.extra_columns:  # prices (SMA200, ATR14 ...) as the scan on that day showed them, like Close
+        values = s["values"].get(name, s.get(name))
+        if values is not None and name not in frame:
+            frame[name] = values / factor if name in PRICE_BASIS_COLUMNS else \
+                values * factor if name in VOLUME_BASIS_COLUMNS else values
     return frame, {"missing": missing, "plan_both_same_session": both, "cells": int(len(frame))}
 
 

@@ -13,6 +13,7 @@ from technic_v4.config import build_model
 from technic_v4.domain.indicators import required_history
 from technic_v4.errors import ConfigError
 from technic_v4.pipeline.prescreen import PrescreenRules
+from technic_v4.pipeline.screens.model import valid_names, valid_where
 
 
 class EvalConfig(BaseModel):
@@ -36,6 +37,18 @@ class EvalConfig(BaseModel):
     chunk_symbols: int = Field(1000, ge=10, description="Symbols per scoring task (bounds each task's memory)")
     shuffle_seed: int = Field(0, description="Seed of the shuffled-rating control")
     on_missing_day: Literal["skip", "fail"] = Field("skip")
+    screens: list[str] | None = Field(None, description="Saved screens to score: a walk-forward scorecard for each")
+    where: str | None = Field(None, description="An expression scored like a screen (named 'where')")
+
+    @field_validator("where")
+    @classmethod
+    def _parse_where(cls, v: str | None) -> str | None:
+        return valid_where(v)
+
+    @field_validator("screens", mode="before")
+    @classmethod
+    def _screen_names(cls, v):
+        return valid_names(v)
 
     @field_validator("horizons", mode="before")
     @classmethod

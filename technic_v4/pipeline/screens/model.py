@@ -152,6 +152,32 @@ def resolve(names: list[str], data_dir: Path | None) -> list[Screen]:
     return [known[n] for n in dict.fromkeys(names)]
 
 
+def valid_where(v: str | None) -> str | None:
+    """A config's `where`: parsed now (a syntax error names its position), its columns checked against the table."""
+    if v is not None and v.strip():
+        parse(v)
+        return v
+    return None
+
+
+def valid_names(v) -> list[str] | None:
+    """A config's `screens`: 'a,b' or a list, each a valid screen name (resolved against the files when used)."""
+    names = split_names(v)
+    return [check_name(n) for n in names] if names else None
+
+
+def with_screens(config, screen=None, where: str | None = None):
+    """`config` (ScanConfig or EvalConfig) plus a flow's `screen` / `where` parameters (`--param screen=NAME`)."""
+    if not screen and not where:
+        return config
+    values = config.model_dump()
+    if screen:
+        values["screens"] = [*(config.screens or []), *(split_names(screen) or [])]
+    if where:
+        values["where"] = where
+    return type(config).build(**values)
+
+
 def run_screens(config, data_dir: Path | None) -> list[Screen]:
     """The screens one scan publishes: its saved `screens`, then its own `where` (named "where")."""
     out = resolve(config.screens or [], data_dir)
