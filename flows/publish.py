@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pandas as pd
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
@@ -30,15 +32,18 @@ async def publish_artifacts(summary: ScanSummary, shown: pd.DataFrame, report_md
 
 
 async def publish_screen_artifacts(done: list[ScreenResult], summary: ScanSummary) -> None:
-    """One table artifact per screen (`screen-<name>`), in the screen's columns and order."""
+    """One table artifact per screen (`screen-<name>`), in the screen's columns and order; posted concurrently."""
     label = " (SIMULATED)" if summary.simulated else ""
-    for result in done:
+
+    def artifact(result: ScreenResult):
         c, name = result.changes, result.screen.name
-        await acreate_table_artifact(
+        return acreate_table_artifact(
             key=f"screen-{name}", table=top_table(result.members, TOP_ROWS, result.screen.shown_columns()),
             description=(f"Screen {name}: {len(result.members)} rows, {summary.as_of}{label} — where "
                          f"{result.screen.expression.canonical}; new {len(c['new'])}, dropped {len(c['dropped'])}, "
                          f"flipped {len(c['flipped'])} since {result.previous_as_of or 'never (first run)'}"))
+
+    await asyncio.gather(*(artifact(r) for r in done))
 
 
 async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary, results: pd.DataFrame,
@@ -56,7 +61,7 @@ async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary,
         ad_hoc = [r for r in done if r.screen.name == AD_HOC and r.screen.source == AD_HOC]
         if ad_hoc:  # the run's own where narrows its table (scan-top, what run_scan returns)
             shown = ad_hoc[0].members
-        write_screens(done, data_dir=run.settings.data_dir, run_id=summary.flow_run_id, as_of=run.as_of)
+        write_screens(done, results, data_dir=run.settings.data_dir, run_id=summary.flow_run_id, as_of=run.as_of)
         summary.screens = {r.screen.name: r.as_dict() for r in done}
         summary.metrics.wall_seconds, summary.metrics.stages = round(timer.total, 3), timer.as_dict()
         summary.metrics.peak_rss_mb_flow = round(peak_rss_mb(), 1)

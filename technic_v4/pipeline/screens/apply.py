@@ -18,20 +18,28 @@ def label_of(screen: Screen) -> str:
     return "where" if screen.source == "where" else f"screen {screen.name!r} ({screen.source})"
 
 
-def members(results: pd.DataFrame, screen: Screen, run_signals=None) -> pd.DataFrame:
-    """The rows of `results` the screen selects, in its sort order (missing values last, ties by row order)."""
+def member_positions(results: pd.DataFrame, screen: Screen, run_signals=None) -> np.ndarray:
+    """Row positions in `results` of the rows the screen selects, in its sort order (missing values last, ties by
+    row order)."""
     keep = np.ones(len(results), dtype=bool)
     for signals in (run_signals, screen.signals):
         if signals:
             keep &= results["Signal"].isin(signals).to_numpy()
     keep &= evaluate(screen.expression, results, label_of(screen))
-    chosen = results.loc[keep]
     column = screen.sort_column
-    if column not in chosen.columns:
+    if column not in results.columns:
         near = difflib.get_close_matches(column, [str(c) for c in results.columns], n=3)
         raise ConfigError(f"{label_of(screen)}: sort column {column!r} is not in the table"
                           + (f"; did you mean {', '.join(near)}?" if near else ""))
-    return chosen.sort_values(column, ascending=screen.ascending, na_position="last", kind="stable")
+    chosen = np.flatnonzero(keep)
+    key = results[column].iloc[chosen].reset_index(drop=True)
+    order = key.sort_values(ascending=screen.ascending, na_position="last", kind="stable").index.to_numpy()
+    return chosen[order]
+
+
+def members(results: pd.DataFrame, screen: Screen, run_signals=None) -> pd.DataFrame:
+    """The rows of `results` the screen selects, in its sort order."""
+    return results.iloc[member_positions(results, screen, run_signals)]
 
 
 def shown(table: pd.DataFrame, screen: Screen) -> pd.DataFrame:
@@ -42,19 +50,19 @@ def shown(table: pd.DataFrame, screen: Screen) -> pd.DataFrame:
 def member_changes(previous: pd.DataFrame | None, current: pd.DataFrame) -> dict[str, list[str]]:
     """new: members now and not last time; dropped: the reverse; flipped: members both times whose Signal changed.
     Everything is new on a screen's first run."""
-    cur = current.drop_duplicates("Symbol").set_index("Symbol")["Signal"].astype(str)
+    cur = dict(zip(current["Symbol"].astype(str), current["Signal"].astype(str)))
     if previous is None:
-        return {"new": sorted(cur.index), "dropped": [], "flipped": []}
-    prev = previous.drop_duplicates("Symbol").set_index("Symbol")["Signal"].astype(str)
-    both = cur.index.intersection(prev.index)
-    return {"new": sorted(cur.index.difference(prev.index)), "dropped": sorted(prev.index.difference(cur.index)),
-            "flipped": sorted(both[cur.loc[both].to_numpy() != prev.loc[both].to_numpy()])}
+        return {"new": sorted(cur), "dropped": [], "flipped": []}
+    prev = dict(zip(previous["Symbol"].astype(str), previous["Signal"].astype(str)))
+    return {"new": sorted(cur.keys() - prev.keys()), "dropped": sorted(prev.keys() - cur.keys()),
+            "flipped": sorted(s for s in cur.keys() & prev.keys() if cur[s] != prev[s])}
 
 
 @dataclass
 class ScreenResult:
     screen: Screen
     members: pd.DataFrame  # every result column, sorted
+    positions: np.ndarray  # the members' row positions in the scan's result table
     changes: dict[str, list[str]]
     history_key: str
     previous_as_of: str | None = None

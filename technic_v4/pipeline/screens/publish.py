@@ -1,5 +1,5 @@
 """Publish a scan's screens from its one result table: per screen a CSV and a parquet in the run's folder and the
-members kept for the next run's new / dropped / flipped (results/screens/<name>/<history key>.parquet).
+members kept for the next run's new / dropped / flipped (results/screens/<name>/<history key>.json).
 
 Every screen reads the same scored table: adding a screen costs its `where` (about a millisecond), a sort and two
 small files, never a second scoring pass.
@@ -17,12 +17,9 @@ import pyarrow.parquet as pq
 import pyarrow as pa
 
 from technic_v4.pipeline.publish import CSV_OPTIONS, csv_table, results_dir
-from technic_v4.pipeline.screens.apply import ScreenResult, member_changes, members
+from technic_v4.pipeline.screens.apply import ScreenResult, member_changes, member_positions
 from technic_v4.pipeline.screens.model import Screen
 from technic_v4.store.atomic import atomic_write, atomic_write_text
-
-MEMBER_FIELDS = ["Symbol", "Signal"]
-
 
 def run_folder(data_dir: Path, run_id: str) -> Path:
     """This run's folder (the layout of pipeline.publish's per-run folder: results/runs/<run_id>/)."""
@@ -30,14 +27,15 @@ def run_folder(data_dir: Path, run_id: str) -> Path:
 
 
 def history_path(data_dir: Path, name: str, key: str) -> Path:
-    return results_dir(data_dir) / "screens" / name / f"{key}.parquet"
+    return results_dir(data_dir) / "screens" / name / f"{key}.json"
 
 
 def read_history(path: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """(the members of the screen's last run: Symbol, Signal; its as-of), or (None, None) before its first run."""
     if not path.exists():
         return None, None
-    table = pd.read_parquet(path)
-    return table, (str(table["as_of"].iloc[0]) if len(table) and "as_of" in table else None)
+    data = json.loads(path.read_text())
+    return pd.DataFrame({"Symbol": list(data["members"]), "Signal": list(data["members"].values())}), data["as_of"]
 
 
 def screen_results(results: pd.DataFrame, screens: list[Screen], *, data_dir: Path, config_key: str,
@@ -45,31 +43,36 @@ def screen_results(results: pd.DataFrame, screens: list[Screen], *, data_dir: Pa
     """Members and changes of every screen (nothing written yet: a bad screen fails before any file is touched)."""
     out = []
     for screen in screens:
-        chosen = members(results, screen, run_signals)
+        positions = member_positions(results, screen, run_signals)
+        chosen = results.iloc[positions]
         key = screen.history_key(run_signals, config_key)
         previous, previous_as_of = read_history(history_path(data_dir, screen.name, key))
-        out.append(ScreenResult(screen=screen, members=chosen, changes=member_changes(previous, chosen),
-                                history_key=key, previous_as_of=previous_as_of))
+        out.append(ScreenResult(screen=screen, members=chosen, positions=positions,
+                                changes=member_changes(previous, chosen), history_key=key,
+                                previous_as_of=previous_as_of))
     return out
 
 
-def write_screens(done: list[ScreenResult], *, data_dir: Path, run_id: str, as_of: dt.date) -> Path | None:
-    """Each screen's table (all columns, its order) as CSV + parquet in the run folder, its members for next time,
-    and screens.json listing them. Returns the run's screens folder (None without screens)."""
+def write_screens(done: list[ScreenResult], results: pd.DataFrame, *, data_dir: Path, run_id: str,
+                  as_of: dt.date) -> Path | None:
+    """Each screen's rows (all columns, its order) as CSV + parquet in the run folder, its members for next time,
+    and screens.json listing them. The table is converted to Arrow once; each screen takes its rows from it."""
     if not done:
         return None
     folder = run_folder(data_dir, run_id) / "screens"
+    public = results.drop(columns=["fingerprint"], errors="ignore")
+    full, csv_full = pa.Table.from_pandas(public, preserve_index=False), csv_table(public)
     listing = []
     for result in done:
-        name = result.screen.name
-        rows = result.members.drop(columns=["fingerprint"], errors="ignore")
-        table = pa.Table.from_pandas(rows, preserve_index=False)
-        parquet = atomic_write(folder / f"{name}.parquet", lambda p: pq.write_table(table, p))
-        csv = csv_table(rows)
-        csv_path = atomic_write(folder / f"{name}.csv", lambda p: pa_csv.write_csv(csv, p, CSV_OPTIONS))
-        kept = rows[[c for c in MEMBER_FIELDS if c in rows]].assign(as_of=as_of.isoformat())
-        atomic_write(history_path(data_dir, name, result.history_key),
-                     lambda p: kept.to_parquet(p, index=False))
+        name, rows = result.screen.name, pa.array(result.positions, type=pa.int64())
+        parquet = atomic_write(folder / f"{name}.parquet", lambda p: pq.write_table(full.take(rows), p))
+        csv_path = atomic_write(folder / f"{name}.csv",
+                                lambda p: pa_csv.write_csv(csv_full.take(rows), p, CSV_OPTIONS))
+        members = result.members
+        kept = dict(zip(members["Symbol"].astype(str), members["Signal"].astype(str)))
+        atomic_write_text(history_path(data_dir, name, result.history_key),
+                          json.dumps({"as_of": as_of.isoformat(), "where": result.screen.expression.canonical,
+                                      "members": kept}))
         result.paths = {"csv": str(csv_path), "parquet": str(parquet)}
         listing.append(result.as_dict())
     atomic_write_text(folder / "screens.json", json.dumps(listing, indent=2, default=str))
