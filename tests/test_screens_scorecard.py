@@ -91,3 +91,35 @@ def test_evaluate_flow_parameter_merges_into_the_config():
     assert with_screens(EvalConfig(screens=["breakouts"]), None) == EvalConfig(screens=["breakouts"])
     with pytest.raises(ConfigError, match="where"):
         EvalConfig.build(where="RSI14 <")
+
+
+@pytest.mark.slow  # a cold backfill of ~340 simulated sessions, an evaluation and a scan: ~1 min
+def test_evaluate_flow_scorecard_members_are_the_scans_members(prefect_api, tmp_path, monkeypatch):
+    """Through the flow's `screen` parameter: the scorecard's members on a day are exactly what a scan as of that
+    day selects with the same screen (point in time), and every preset is either scored or named as lacking columns."""
+    import datetime as dt
+
+    from technic_v4.aio import run_sync
+    from technic_v4.api import run_scan_output
+    from technic_v4.pipeline.scan_config import ScanConfig
+
+    from flows.evaluate import evaluate
+
+    for k, v in {"TECHNIC_DATA_DIR": str(tmp_path / "data"), "TECHNIC_DATA_SOURCE": "simulated",
+                 "TECHNIC_SIM_SYMBOLS": "1500", "TECHNIC_TASK_RUNNER": "thread"}.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "screens.toml").write_text('[hot]\nwhere = "RSI14 > 60 and Close > SMA50"\n')
+    config = EvalConfig.build(start=dt.date(2025, 8, 1), end=dt.date(2025, 8, 29), max_symbols=500)
+    out = run_sync(lambda: evaluate(config=config, screen="hot"))
+    card = out.summary["scorecards"]["hot"]
+    scores = out.scores
+    assert card["member_rows"] == ((scores["RSI14"] > 60) & (scores["Close"] > scores["SMA50"])).sum() > 50
+    assert set(card["horizons"]) == {1, 5, 21} and "screen hot" in out.message
+    day = dt.date(2025, 8, 15)
+    scan = run_scan_output(ScanConfig.build(as_of=day, max_symbols=500, reuse_scores=False, screens=["hot"]))
+    scanned = set(scan.screens["hot"]["Symbol"])
+    on_day = scores[scores["Date"] == np.datetime64(day)]
+    evaluated = set(on_day.loc[(on_day["RSI14"] > 60) & (on_day["Close"] > on_day["SMA50"]), "Symbol"].astype(str))
+    both = set(scan.results["Symbol"]) & set(on_day["Symbol"].astype(str))  # the same universe (delisted aside)
+    assert len(both) > 300 and scanned & both == evaluated & both
