@@ -5,7 +5,8 @@ Over the evaluation's (Date, Symbol) frame (each row what a scan as of that day 
 * members(d) = the rows of d the screen selects (its `where`, its signals) — the same grammar and code as a scan;
 * for each horizon h, over rows with a finite forward return r = fwd_ret_{h}d:
   universe(d) = mean r of the day's kept universe, members(d) = mean r of its members,
-  control(d) = mean r of a random basket of as many names drawn from that day's universe (seeded; no skill);
+  control(d) = mean r of a random basket of as many names drawn from that day's universe (seeded; no skill),
+  averaged over CONTROL_DRAWS baskets;
   the daily series members - universe (excess), control - universe, and members - control, each with its mean and a
   Newey-West t (h - 1 lags: h-session returns of consecutive days overlap). |t| >= 2 on members - control is the bar.
 * hit rate: share of member rows with r > 0, and share beating their day's universe mean;
@@ -25,6 +26,7 @@ from technic_v4.errors import ConfigError
 from technic_v4.pipeline.evaluation.stats import T_DISTINGUISHABLE, newey_west_t, within_day_ranks
 from technic_v4.pipeline.screens.model import Screen
 
+CONTROL_DRAWS = 8  # random same-size baskets per day, averaged
 REFERENCE_COLUMNS = {"Sector": "sector", "Industry": "industry", "Name": "name"}  # result column: reference field
 
 
@@ -115,10 +117,12 @@ def _horizon(r: np.ndarray, day: np.ndarray, member: np.ndarray, n_days: int, h:
         universe = np.bincount(d, rr, minlength=n_days) / n_all
         k = np.bincount(d[m], minlength=n_days)
         members = np.bincount(d[m], rr[m], minlength=n_days) / k
-        # the no-skill control: k(d) names drawn uniformly from day d's universe (a random rank within the day)
-        rank = within_day_ranks(d, np.random.default_rng(seed).random(d.size))
-        drawn = rank <= k[d]
-        control = np.bincount(d[drawn], rr[drawn], minlength=n_days) / k
+        # the no-skill control: k(d) names drawn uniformly from day d's universe (a random rank within the day),
+        # averaged over CONTROL_DRAWS seeded baskets so the control's own noise does not decide the comparison
+        rng, control = np.random.default_rng(seed), np.zeros(n_days)
+        for _ in range(CONTROL_DRAWS):
+            drawn = within_day_ranks(d, rng.random(d.size)) <= k[d]
+            control += np.bincount(d[drawn], rr[drawn], minlength=n_days) / k / CONTROL_DRAWS
     has = k > 0
     lags = max(h - 1, 0)
     excess, control_excess = (members - universe)[has], (control - universe)[has]
@@ -148,7 +152,7 @@ def scorecard_verdict(name: str, h: dict) -> str:
         return (f"screen {name}, {h['horizon']}-session: no verdict — {d['days']} day(s) with members and forward "
                 "returns.")
     head = (f"screen {name}, {h['horizon']}-session: members {_pct(h['member_mean'])} vs universe "
-            f"{_pct(h['universe_mean'])} (excess {_pct(e['mean'])}, NW t {e['t']:+.2f}); random same-size basket "
+            f"{_pct(h['universe_mean'])} (excess {_pct(e['mean'])}, NW t {e['t']:+.2f}); random same-size baskets' "
             f"excess {_pct(c['mean'])} (t {c['t']:+.2f}); members - basket t {d['t']:+.2f}; hit rate "
             f"{h['hit_rate']:.1%}, beat the day's universe {h['beat_universe_rate']:.1%}")
     if h["distinguishable"]:
