@@ -27,7 +27,7 @@ from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.listing import with_delisted
 from technic_v4.pipeline.evaluation.report import format_message, json_ready, render_markdown, save_plots
 from technic_v4.pipeline.evaluation.scorecard import REFERENCE_COLUMNS, needed_columns, scorecard_markdown
-from technic_v4.pipeline.evaluation.scorecard import screen_scorecard, with_reference_columns
+from technic_v4.pipeline.evaluation.scorecard import screen_scorecards, with_reference_columns
 from technic_v4.pipeline.evaluation.stats import summarize
 from technic_v4.pipeline.fetch import require_days
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb, reset_peak_rss
@@ -119,8 +119,7 @@ async def evaluate(config: EvalConfig = EvalConfig(), screen: str | None = None)
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
         screened = with_reference_columns(scores, reference, needed)
-        summary["scorecards"] = {s.name: screen_scorecard(screened, s, config.horizons, config.shuffle_seed)
-                                 for s in screens}
+        summary["scorecards"] = screen_scorecards(screened, screens, config.horizons, config.shuffle_seed)
     info = merge_chunk_infos([o[1] for o in outs])
     meta = describe(scores, reference, prepared, info, evaluated) | {
         "simulated": run.simulated, "source": run.source.name, "listing": listing_note, "flow_run_id": str(flow_run.id),

@@ -77,7 +77,23 @@ def _turnover(day: np.ndarray, symbol: np.ndarray, member: np.ndarray, n_days: i
     return {"new_member_share": float(new_share.mean()) if new_share.size else math.nan, "days": int(both.sum())}
 
 
-def screen_scorecard(scores: pd.DataFrame, screen: Screen, horizons: tuple[int, ...], seed: int = 0) -> dict:
+class RandomBaskets:
+    """Seeded within-day random ranks of the rows with a forward return, per horizon, shared by every screen scored
+    over the same frame (the control's draws do not depend on the screen: drawing them once keeps five scorecards
+    about as cheap as one)."""
+
+    def __init__(self, day: np.ndarray, seed: int):
+        self.day, self.seed, self._ranks = day, seed, {}
+
+    def ranks(self, h: int, ok: np.ndarray) -> list[np.ndarray]:
+        if h not in self._ranks:
+            rng, d = np.random.default_rng([self.seed, h]), self.day[ok]
+            self._ranks[h] = [within_day_ranks(d, rng.random(d.size)) for _ in range(CONTROL_DRAWS)]
+        return self._ranks[h]
+
+
+def screen_scorecard(scores: pd.DataFrame, screen: Screen, horizons: tuple[int, ...], seed: int = 0,
+                     baskets: RandomBaskets | None = None) -> dict:
     """The scorecard of one screen over an evaluation's rows (see the module docstring)."""
     check_history_has(scores, screen)
     member = evaluate(screen.expression, scores, f"screen {screen.name!r}")
@@ -85,6 +101,7 @@ def screen_scorecard(scores: pd.DataFrame, screen: Screen, horizons: tuple[int, 
         member &= scores["Signal"].isin(screen.signals).to_numpy()
     day, dates = pd.factorize(scores["Date"], sort=True)
     symbol, _ = pd.factorize(scores["Symbol"])
+    baskets = baskets or RandomBaskets(day, seed)
     per_day = np.bincount(day[member], minlength=len(dates))
     out = {
         "name": screen.name, "where": screen.expression.canonical, "description": screen.description,
@@ -95,11 +112,9 @@ def screen_scorecard(scores: pd.DataFrame, screen: Screen, horizons: tuple[int, 
         "turnover": _turnover(day, symbol, member, len(dates)),
         "horizons": {},
     }
-    rng_seed = seed
     for h in horizons:
-        rng_seed += 1
-        out["horizons"][h] = _horizon(scores[f"fwd_ret_{h}d"].to_numpy(dtype=float), day, member, len(dates), h,
-                                      rng_seed)
+        r = scores[f"fwd_ret_{h}d"].to_numpy(dtype=float)
+        out["horizons"][h] = _horizon(r, day, member, len(dates), h, baskets.ranks(h, np.isfinite(r)))
     mpd, turn = out["members_per_day"], out["turnover"]
     out["verdicts"] = [
         f"screen {screen.name} ({out['where']}): {out['member_rows']:,} member rows over {out['days']} days, "
@@ -109,7 +124,17 @@ def screen_scorecard(scores: pd.DataFrame, screen: Screen, horizons: tuple[int, 
     return out
 
 
-def _horizon(r: np.ndarray, day: np.ndarray, member: np.ndarray, n_days: int, h: int, seed: int) -> dict:
+def screen_scorecards(scores: pd.DataFrame, screens: list[Screen], horizons: tuple[int, ...],
+                      seed: int = 0) -> dict[str, dict]:
+    """Every screen's scorecard, with one set of random baskets for all."""
+    if not screens:
+        return {}
+    baskets = RandomBaskets(pd.factorize(scores["Date"], sort=True)[0], seed)
+    return {s.name: screen_scorecard(scores, s, horizons, seed, baskets) for s in screens}
+
+
+def _horizon(r: np.ndarray, day: np.ndarray, member: np.ndarray, n_days: int, h: int,
+             ranks: list[np.ndarray]) -> dict:
     ok = np.isfinite(r)
     d, rr, m = day[ok], r[ok], member[ok]
     n_all = np.bincount(d, minlength=n_days)
@@ -119,10 +144,10 @@ def _horizon(r: np.ndarray, day: np.ndarray, member: np.ndarray, n_days: int, h:
         members = np.bincount(d[m], rr[m], minlength=n_days) / k
         # the no-skill control: k(d) names drawn uniformly from day d's universe (a random rank within the day),
         # averaged over CONTROL_DRAWS seeded baskets so the control's own noise does not decide the comparison
-        rng, control = np.random.default_rng(seed), np.zeros(n_days)
-        for _ in range(CONTROL_DRAWS):
-            drawn = within_day_ranks(d, rng.random(d.size)) <= k[d]
-            control += np.bincount(d[drawn], rr[drawn], minlength=n_days) / k / CONTROL_DRAWS
+        control = np.zeros(n_days)
+        for rank in ranks:
+            drawn = rank <= k[d]
+            control += np.bincount(d[drawn], rr[drawn], minlength=n_days) / k / len(ranks)
     has = k > 0
     lags = max(h - 1, 0)
     excess, control_excess = (members - universe)[has], (control - universe)[has]
