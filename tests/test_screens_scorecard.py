@@ -66,6 +66,18 @@ def test_random_basket_is_the_same_size_and_no_skill(scores):
     assert again["horizons"][1]["control_excess"] == h["control_excess"]  # seeded
 
 
+def test_random_ranks_are_uniform_permutations_within_each_day():
+    from technic_v4.pipeline.evaluation.scorecard import random_ranks
+
+    day = np.repeat(np.arange(4), [5, 1, 3, 7])[np.random.default_rng(0).permutation(16)]
+    draws = random_ranks(day, 400, np.random.default_rng(1))
+    for ranks in draws[:5]:
+        for d, n in enumerate([5, 1, 3, 7]):
+            assert sorted(ranks[day == d]) == list(range(1, n + 1))
+    first = np.array([r[day == 3] for r in draws])  # each of the 7 rows of day 3 is rank 1 about 1/7 of the time
+    assert np.allclose((first == 1).mean(axis=0), 1 / 7, atol=0.06)
+
+
 def test_signals_of_the_screen_apply(scores):
     card = screen_scorecard(scores, Screen(name="low", where="RSI14 < 30", signals=["Long"]), (1,))
     assert card["member_rows"] == ((scores["RSI14"] < 30) & (scores["Signal"] == "Long")).sum()

@@ -23,7 +23,7 @@ import pandas as pd
 
 from technic_v4.domain.screens.evaluate import evaluate
 from technic_v4.errors import ConfigError
-from technic_v4.pipeline.evaluation.stats import T_DISTINGUISHABLE, newey_west_t, within_day_ranks
+from technic_v4.pipeline.evaluation.stats import T_DISTINGUISHABLE, newey_west_t
 from technic_v4.pipeline.screens.model import Screen
 
 CONTROL_DRAWS = 8  # random same-size baskets per day, averaged
@@ -88,8 +88,28 @@ class RandomBaskets:
     def ranks(self, h: int, ok: np.ndarray) -> list[np.ndarray]:
         if h not in self._ranks:
             rng, d = np.random.default_rng([self.seed, h]), self.day[ok]
-            self._ranks[h] = [within_day_ranks(d, rng.random(d.size)) for _ in range(CONTROL_DRAWS)]
+            self._ranks[h] = random_ranks(d, CONTROL_DRAWS, rng)
         return self._ranks[h]
+
+
+def random_ranks(day: np.ndarray, draws: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`draws` uniformly random orderings 1..n within each day: each day's rows in one row of a (days, max n) grid
+    padded with -1, shuffled along the row (O(n), no sort), the rank being the position among the row's valid cells."""
+    if not day.size:
+        return [np.array([], float) for _ in range(draws)]
+    order = np.argsort(day, kind="stable")
+    counts = np.bincount(day)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    grid = np.full((counts.size, counts.max()), -1, dtype=np.int64)
+    grid[day[order], np.arange(day.size) - np.repeat(starts, counts)] = order
+    out = []
+    for _ in range(draws):
+        shuffled = rng.permuted(grid, axis=1)
+        valid = shuffled >= 0
+        ranks = np.empty(day.size, dtype=np.float64)
+        ranks[shuffled[valid]] = np.cumsum(valid, axis=1)[valid]
+        out.append(ranks)
+    return out
 
 
 def screen_scorecard(scores: pd.DataFrame, screen: Screen, horizons: tuple[int, ...], seed: int = 0,
