@@ -160,3 +160,18 @@ def test_flow_publishes_each_screen_with_its_history(prefect_api, sim_env):
 def test_flow_fails_clearly_on_an_unknown_screen(prefect_api, sim_env):
     with pytest.raises(ConfigError, match="unknown screen.*'no-such'"):
         _flow_scan(DAY1, screen="no-such")
+
+
+def test_cli_lists_screens_and_rejects_a_bad_where_before_scanning(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from technic_v4.cli import app
+
+    monkeypatch.setenv("TECHNIC_DATA_DIR", str(tmp_path))
+    (tmp_path / "screens.toml").write_text('[mine]\nwhere = "RSI14 < 25"\ndescription = "my own"\n')
+    listed = CliRunner().invoke(app, ["screens"], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0 and "mine" in listed.output and "rs-leaders" in listed.output
+    bad = CliRunner().invoke(app, ["scan", "--where", "RSI14 << 3"])
+    assert bad.exit_code == 2 and "position 7" in bad.output
+    unknown = CliRunner().invoke(app, ["scan", "--screen", "nope"])
+    assert unknown.exit_code == 2 and "unknown screen" in unknown.output and "mine" in unknown.output
