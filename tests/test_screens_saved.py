@@ -162,11 +162,12 @@ def test_flow_fails_clearly_on_an_unknown_screen(prefect_api, sim_env):
         _flow_scan(DAY1, screen="no-such")
 
 
-def test_cli_lists_screens_and_rejects_a_bad_where_before_scanning(tmp_path, monkeypatch):
+def test_cli_lists_screens_and_rejects_a_bad_where_before_scanning(prefect_api, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from technic_v4.cli import app
 
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # the session's server: the CLI starts none of its own
     monkeypatch.setenv("TECHNIC_DATA_DIR", str(tmp_path))
     (tmp_path / "screens.toml").write_text('[mine]\nwhere = "RSI14 < 25"\ndescription = "my own"\n')
     listed = CliRunner().invoke(app, ["screens"], env={"COLUMNS": "250"})
