@@ -84,6 +84,9 @@ def run(quick: bool = False) -> dict:
     n, repeat = 6000, (5 if quick else 20)
     table = result_table(n)
     where = {}
+    t0 = time.perf_counter()  # the process's first expression: pandas initialises isin/notna lazily (a scan has)
+    evaluate(EXPRESSIONS[-1] + " and Sector in ('Energy')", table.head(10))
+    process_first = time.perf_counter() - t0
     for text in EXPRESSIONS:
         parse.cache_clear()
         t0 = time.perf_counter()
@@ -104,7 +107,7 @@ def run(quick: bool = False) -> dict:
         arts = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     extra = (five - one) + (arts["five_s"] - arts["one_s"] if "five_s" in arts else 0.0)
     return {
-        "quick": quick, "rows": n, "where": where,
+        "quick": quick, "rows": n, "where": where, "process_first_expression_s": round(process_first, 4),
         "where_worst_best_s": max(v["best_s"] for v in where.values()), "where_target_s": WHERE_TARGET_S,
         "screens": [{"name": s.name, "where": s.where, "rows": int(len(d.members))} for s, d in
                     zip(screens, done_five)],
@@ -120,7 +123,9 @@ def markdown(result: dict) -> str:
         "## Screens",
         "",
         f"A `where` over the {r['rows']:,}-row result table of `score_panel` (synthetic panel), best of repeated calls "
-        f"(parse cached) and the first call (parse included)" + (" (quick mode)" if r.get("quick") else "") + ":",
+        f"(parse cached) and the first call of each (parse included)" + (" (quick mode)" if r.get("quick") else "")
+        + f". The process's very first expression (10 rows) took {r.get('process_first_expression_s', 0) * 1e3:.0f} ms: "
+        "pandas initialising isin/notna, which a scan has already done while scoring.",
         "",
         "| expression | rows selected | first call ms | best ms |",
         "|---|---:|---:|---:|",
