@@ -128,7 +128,7 @@ def canonical(node: Node) -> str:
         values = sorted(dict.fromkeys(canonical(v) for v in node.values))
         return f"({canonical(node.operand)} {'not in' if node.negated else 'in'} ({', '.join(values)}))"
     if isinstance(node, Call):
-        args = [canonical(a) for a in node.args]
+        args = [_strip(canonical(a)) for a in node.args]
         return f"{node.name}({', '.join(sorted(args) if node.name in ('min', 'max') else args)})"
     raise TypeError(node)
 
@@ -168,12 +168,16 @@ class Expression:
 
     @property
     def canonical(self) -> str:
-        text = canonical(self.tree)
-        return text[1:-1] if text.startswith("(") and text.endswith(")") and _balanced_inside(text) else text
+        return _strip(canonical(self.tree))
 
     @property
     def columns(self) -> list[str]:
         return columns_of(self.tree)
+
+
+def _strip(text: str) -> str:
+    """`text` without parentheses that enclose all of it."""
+    return text[1:-1] if text.startswith("(") and text.endswith(")") and _balanced_inside(text) else text
 
 
 def _balanced_inside(text: str) -> bool:
