@@ -68,16 +68,29 @@ def _artifacts(done_one, done_five, repeat: int) -> dict:
 
     with PrefectServer() as server:
         os.environ["PREFECT_API_URL"] = server.api_url
+        os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")  # no log flush after the server stops
         try:
+            from prefect import flow
+
             from flows.publish import publish_screen_artifacts
 
             summary = SimpleNamespace(simulated=True, as_of="2026-10-12")
-            asyncio.run(publish_screen_artifacts(done_one, summary))  # warm the client
-            one, _ = best_of(lambda: asyncio.run(publish_screen_artifacts(done_one, summary)), repeat)
-            five, _ = best_of(lambda: asyncio.run(publish_screen_artifacts(done_five, summary)), repeat)
+
+            @flow(name="bench-screen-artifacts", log_prints=False)
+            async def post(which: str) -> list[float]:
+                """Inside a flow run, as the scan posts them (the run's client); 1 vs 5 alternating."""
+                times = {"one": [], "five": []}
+                for _ in range(repeat):
+                    for key, done in (("one", done_one), ("five", done_five)):
+                        t0 = time.perf_counter()
+                        await publish_screen_artifacts(done, summary)
+                        times[key].append(time.perf_counter() - t0)
+                return times
+
+            times = asyncio.run(post("both"))
         finally:
             os.environ.pop("PREFECT_API_URL", None)
-    return {"one_s": one, "five_s": five}
+    return {"one_s": min(times["one"]), "five_s": min(times["five"])}
 
 
 def run(quick: bool = False) -> dict:
