@@ -68,8 +68,8 @@ async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary,
         report_md = render_markdown(summary, shown)
         paths = publish(results, data_dir=run.settings.data_dir, as_of=run.as_of, report_md=report_md,
                         meta=summary.as_dict(), key=run.config_key)
-        await publish_artifacts(summary, shown, report_md, run.config.signals)
-        await publish_screen_artifacts(done, summary)
+        await asyncio.gather(publish_artifacts(summary, shown, report_md, run.config.signals),
+                             publish_screen_artifacts(done, summary))
     summary.paths = {k: str(v) for k, v in paths.__dict__.items()}
     summary.metrics.wall_seconds, summary.metrics.stages = round(timer.total, 3), timer.as_dict()
     shown = shown.drop(columns=["fingerprint"], errors="ignore").reset_index(drop=True)

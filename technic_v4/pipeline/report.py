@@ -189,6 +189,9 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame) -> str:
     if s.quarantine:
         parts.append(f"## Quarantined bars ({len(s.quarantine)}, first 20)\n"
                      + pd.DataFrame(s.quarantine[:20]).to_markdown(index=False))
+    if s.screens:
+        parts.append("## Screens (tables: the screen-<name> artifacts)\n"
+                     + "\n".join(f"- {line}" for line in screen_lines(s.screens)))
     top = pd.DataFrame(top_table(results, 25))
     if len(top):
         parts.append("## Top ranked\n" + top.to_markdown(index=False, floatfmt=".2f"))
