@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from technic_v4.domain.screens import evaluate, parse
+from technic_v4.domain.screens.evaluate import evaluate
+from technic_v4.domain.screens.expression import parse
 from technic_v4.domain.screens.expression import ExpressionError
 from technic_v4.errors import ConfigError
 
