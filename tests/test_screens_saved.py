@@ -176,3 +176,15 @@ def test_cli_lists_screens_and_rejects_a_bad_where_before_scanning(prefect_api, 
     assert bad.exit_code == 2 and "position 7" in bad.output
     unknown = CliRunner().invoke(app, ["scan", "--screen", "nope"])
     assert unknown.exit_code == 2 and "unknown screen" in unknown.output and "mine" in unknown.output
+
+
+def test_config_parses_where_without_numpy_or_pandas():
+    """The CLI builds its ScanConfig before the heavy imports (the Prefect API starts meanwhile): keep it so."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from technic_v4.pipeline.scan_config import ScanConfig; "
+            "ScanConfig(where='RSI14 < 30 and Sector in (\"Energy\")', screens='breakouts'); "
+            "print('pandas' in sys.modules, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
