@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.console import Console
 
-from technic_v4 import warm
 from technic_v4.errors import TechnicError
 
 if TYPE_CHECKING:
@@ -114,8 +113,7 @@ def scan(
     console.print(results_table(df, title, top))
     console.print(msg, markup=False)  # the message is plain text: "[simulated source: …]" is not a style tag
     if api is not None:
-        console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else "")
-                      + (f"; run by the {warm.SERVED_BY}" if warm.SERVED_BY else ""), style="dim")
+        console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else ""), style="dim")
 
 
 @app.command("top")
@@ -227,10 +225,9 @@ def _prepare_prefect_api():
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["scan"] and "--help" not in sys.argv:
-        served = warm.delegate_cli(sys.argv)  # the local stack's warm scanner, when it runs and accepts
-        if served is not None:
-            sys.exit(served)
+    from technic_v4.heap import tune_process
+
+    tune_process()  # before Prefect's imports (technic_v4/heap.py)
     try:
         app()
     except TechnicError as exc:

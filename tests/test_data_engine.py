@@ -22,8 +22,8 @@ from technic_v4.data.polygon.batch import (
     get_prices_async_wrapper,
 )
 from technic_v4.errors import AuthError, ConfigError
-from technic_v4.testing.fake_market import TinyMarket
-from technic_v4.testing.polygon_server import PolygonServer
+from tests.support.fake_market import TinyMarket
+from tests.support.polygon_server import PolygonServer
 
 KEY = "engine-key-77"
 SYMBOLS = ["AAA", "BBB", "CCC", "SPY", "ZZZ"]
