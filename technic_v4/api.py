@@ -14,6 +14,7 @@ from technic_v4.aio import run_sync
 from technic_v4.errors import ConfigError
 from technic_v4.heap import freeze_startup_heap, tune_process
 from technic_v4.pipeline.scan_config import ScanConfig
+from technic_v4.startup import prepare_prefect_api
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,16 +48,6 @@ def run_scan(config: ScanConfig | None = None, **overrides) -> tuple[pd.DataFram
         config = ScanConfig.build(**{**config.model_dump(), **overrides})
     output = run_scan_output(config)
     return output.results, output.message
-
-
-def prepare_prefect_api():
-    """Find the Prefect API (PREFECT_API_URL, a running local stack, this PREFECT_HOME's kept temporary server) or
-    start the kept server now, without waiting, so it comes up while the flow imports (flows/prefect_api.py)."""
-    from technic_v4.config import load_settings
-
-    linger = load_settings().prefect_server_linger
-    found = entry_points(group="technic_v4.flows", name="prefect_api")
-    return next(iter(found)).load()(linger) if found else None
 
 
 def run_scan_output(config: ScanConfig):

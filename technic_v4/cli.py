@@ -29,28 +29,23 @@ def make_console() -> Console:
 
 console = make_console()
 
-TABLE_COLUMNS = ["Symbol", "Sector", "Close", "ret_21d", "RSI14", "ATR14_pct", "TechRating", "Signal", "Entry", "Stop",
-                 "Target", "RewardRisk"]
-
-
 def results_table(df: pd.DataFrame, title: str, top: int) -> Table:
-    import pandas as pd
+    """The trader's table: pipeline/report.top_table's columns and rounding (the Prefect `scan-top` artifact's)."""
     from rich.table import Table
 
+    from technic_v4.domain.scoring.score import LONG, SHORT, STRONG_LONG, STRONG_SHORT
+    from technic_v4.pipeline.report import TOP_COLUMNS, top_table
+
+    rows = top_table(df, top)
     table = Table(title=title, show_lines=False, header_style="bold")
     table.add_column("#", justify="right")
-    for col in TABLE_COLUMNS:
-        table.add_column(col, justify="left" if df[col].dtype == object else "right")
-    for i, row in enumerate(df.head(top).itertuples(index=False), 1):
-        cells = []
-        for col in TABLE_COLUMNS:
-            v = getattr(row, col)
-            if isinstance(v, float):
-                cells.append("" if pd.isna(v) else (f"{v:.1%}" if col in ("ret_21d", "ATR14_pct") else f"{v:,.2f}"))
-            else:
-                cells.append(str(v))
-        style = {"Strong Long": "bold green", "Long": "green", "Short": "red", "Strong Short": "bold red"}
-        table.add_row(str(i), *cells, style=style.get(row.Signal, ""))
+    for col in rows[0] if rows else [c for c in TOP_COLUMNS if c in df]:
+        table.add_column(col, justify="left" if isinstance(rows[0][col] if rows else "", str) else "right")
+    style = {STRONG_LONG: "bold green", LONG: "green", SHORT: "red", STRONG_SHORT: "bold red"}
+    for i, row in enumerate(rows, 1):
+        cells = ["" if v is None else (f"{v:.1f}" if k.endswith(" %") else f"{v:,.2f}") if isinstance(v, float)
+                 else str(v) for k, v in row.items()]
+        table.add_row(str(i), *cells, style=style.get(row.get("Signal"), ""))
     return table
 
 
@@ -218,8 +213,8 @@ def evaluate(
 
 
 def _prepare_prefect_api():
-    """technic_v4.api.prepare_prefect_api: the API found, or a temporary server starting while the rest imports."""
-    from technic_v4.api import prepare_prefect_api
+    """The API found, or a temporary server starting while the rest imports (technic_v4/startup.py)."""
+    from technic_v4.startup import prepare_prefect_api
 
     return prepare_prefect_api()
 
