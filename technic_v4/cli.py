@@ -1,7 +1,7 @@
-"""`technic` command line: scan, top, bench, config, blacklist (typer + rich).
+"""`technic` command line: scan, top, bench, config, blacklist, evaluate (typer + rich).
 
 Imports are lazy: `technic scan` starts (or finds) the Prefect API before pandas, the flow and Prefect are imported,
-so the server comes up while this process imports (see flows/prefect_api.py).
+so the server comes up while this process imports (technic_v4/startup.py, flows/prefect_api.py).
 """
 
 from __future__ import annotations

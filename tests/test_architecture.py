@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("technic_v4", "flows")
 
 FOUNDATION = {"config", "calendar", "errors", "aio", "progress", "heap"}
-ENTRY_POINTS = {"api", "cli", "startup", "scanner_core", "data_engine", "evaluation"}
+ENTRY_POINTS = {"api", "cli", "startup", "scanner_core", "evaluation"}
 RANK = {"foundation": 0, "data": 1, "store": 2, "domain": 3, "pipeline": 4, "entry": 5}
 
 
