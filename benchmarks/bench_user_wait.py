@@ -123,7 +123,7 @@ def _stop_kept(home: Path) -> None:
         time.sleep(0.1)
 
 
-def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bool) -> list[dict]:
+def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bool, runners: bool = True) -> list[dict]:
     """One code version at one market size: cold, warm (nothing running, kept server, stack), runners."""
     rows = []
     home = data_dir.parent / f"{data_dir.name}-prefect_home"
@@ -134,7 +134,8 @@ def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bo
         # next row is to find it: "nothing running" rows find none.
         env = _env(code, data_dir, listed, stack_url if stack else None, PREFECT_HOME=str(home), **extra)
         # a checkout from before the warm scanner's removal: `make server` ran it too
-        scanner = _start_warm_scanner(env) if stack and (code / "flows" / "warm_scanner.py").exists() else None
+        served = stack and (code / "flows" / "warm_scanner.py").exists() and extra.get("TECHNIC_WARM_SCANNER") != "0"
+        scanner = _start_warm_scanner(env) if served else None
         try:
             row = {"label": label + (" (warm scanner)" if scanner else ""), "stack": stack, **_measure(argv, env)}
         finally:
@@ -153,10 +154,18 @@ def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bo
     add("technic scan, warm, previous scan's server started", _cli({}), keep=True)
     add("technic scan, warm, previous scan's server kept (default)", _cli({}))
     add("technic scan, warm", _cli({}), stack=True)
+    had_warm_scanner = (code / "flows" / "warm_scanner.py").exists()
+    if had_warm_scanner:  # what its removal costs: the same row as the current code runs it
+        add("technic scan, warm, warm scanner off", _cli({}), stack=True, TECHNIC_WARM_SCANNER="0")
     add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}))
     add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}), stack=True)
-    runners = ("thread", "ray", None) if listed <= 10_000 or not quick else ("thread", None)
-    for runner in runners:
+    if had_warm_scanner:
+        add("run_scan, fresh process, warm, warm scanner off", _run_scan({"max_symbols": 6000}), stack=True,
+            TECHNIC_WARM_SCANNER="0")
+    if not runners:
+        return [r for r in rows if "server started" not in r["label"]]
+    runner_kinds = ("thread", "ray", None) if listed <= 10_000 or not quick else ("thread", None)
+    for runner in runner_kinds:
         config = {"max_symbols": 6000, "reuse_scores": False, **({"task_runner": runner} if runner else {})}
         add(f"run_scan, every symbol rescored, runner {runner or 'default'}", _run_scan(config))
     return [r for r in rows if "server started" not in r["label"]]  # that row only primes the next one
@@ -183,7 +192,7 @@ def _load_panel_row(code: Path, data_dir: Path, listed: int) -> dict:
 
 
 def run(quick: bool = False, before: str | None = None, workdir: str | None = None,
-        markets: tuple[int, ...] = (8000, 60_000)) -> dict:
+        markets: tuple[int, ...] = (8000, 60_000), runners: bool = True) -> dict:
     """Every row for the current code (and `before`, when given), 8,000- and 60,000-symbol markets."""
     before = before or os.environ.get("TECHNIC_BENCH_BEFORE")
     work = Path(workdir or os.environ.get("TECHNIC_BENCH_WORKDIR") or tempfile.mkdtemp(prefix="bench_user_wait-"))
@@ -194,7 +203,7 @@ def run(quick: bool = False, before: str | None = None, workdir: str | None = No
             for version, code in codes.items():
                 data_dir = work / f"{version}-{listed}"
                 data_dir.mkdir(parents=True, exist_ok=True)
-                for row in _rows_for(code, data_dir, listed, stack.api_url, quick):
+                for row in _rows_for(code, data_dir, listed, stack.api_url, quick, runners):
                     result["rows"].append({"code": version, "listed": listed, **row})
                 if version == "after":
                     result["load_panel"].append({"listed": listed, **_load_panel_row(code, data_dir, listed)})
@@ -239,8 +248,9 @@ if __name__ == "__main__":
     parser.add_argument("--workdir", help="keep data dirs here (reused: cold rows only run on an empty dir)")
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--markets", default="8000,60000", help="listed symbols of the simulated markets")
+    parser.add_argument("--no-runners", action="store_true", help="skip the rescore-per-runner rows")
     a = parser.parse_args()
-    res = run(a.quick, a.before, a.workdir, tuple(int(m) for m in a.markets.split(",")))
+    res = run(a.quick, a.before, a.workdir, tuple(int(m) for m in a.markets.split(",")), not a.no_runners)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1, default=str))
     print(markdown(res))
