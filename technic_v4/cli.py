@@ -24,7 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="technic_v4: 
 
 def make_console() -> Console:
     # piped output (make scan | tee, CI logs) gets a wide fixed width instead of 80 columns, so the table stays readable
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 console = make_console()
@@ -37,15 +37,19 @@ def results_table(df: pd.DataFrame, title: str, top: int) -> Table:
     from technic_v4.pipeline.report import TOP_COLUMNS, top_table
 
     rows = top_table(df, top)
+    columns = list(rows[0]) if rows else [c for c in TOP_COLUMNS if c in df]
+    cells = [["" if v is None else (f"{v:.1f}" if k.endswith(" %") else f"{v:,.2f}") if isinstance(v, float)
+              else str(v) for k, v in row.items()] for row in rows]
     table = Table(title=title, show_lines=False, header_style="bold")
-    table.add_column("#", justify="right")
-    for col in rows[0] if rows else [c for c in TOP_COLUMNS if c in df]:
-        table.add_column(col, justify="left" if isinstance(rows[0][col] if rows else "", str) else "right")
+    table.add_column("#", justify="right", no_wrap=True)
+    for c, col in enumerate(columns):
+        text = not rows or isinstance(rows[0][col], str)
+        # one line per row; on a narrow terminal names are cut, never numbers
+        width = None if text else max(len(col), *(len(r[c]) for r in cells))
+        table.add_column(col, justify="left" if text else "right", no_wrap=True, min_width=width)
     style = {STRONG_LONG: "bold green", LONG: "green", SHORT: "red", STRONG_SHORT: "bold red"}
-    for i, row in enumerate(rows, 1):
-        cells = ["" if v is None else (f"{v:.1f}" if k.endswith(" %") else f"{v:,.2f}") if isinstance(v, float)
-                 else str(v) for k, v in row.items()]
-        table.add_row(str(i), *cells, style=style.get(row.get("Signal"), ""))
+    for i, (row, line) in enumerate(zip(rows, cells), 1):
+        table.add_row(str(i), *line, style=style.get(row.get("Signal"), ""))
     return table
 
 
