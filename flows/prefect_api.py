@@ -172,7 +172,7 @@ def keep(linger: float) -> None:
         _stop_least_recently_used()
         last_use, paused = time.monotonic(), False
         with open(home / "technic-server.users", "a") as users:
-            while server.poll() is None and time.monotonic() - last_use < linger:
+            while server.poll() is None:
                 time.sleep(1.0)
                 try:
                     fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -180,18 +180,27 @@ def keep(linger: float) -> None:
                     last_use, paused = time.monotonic(), False
                     os.utime(entry)
                     continue
-                if not paused and time.monotonic() - last_use > PAUSE_AFTER_S:
+                idle = time.monotonic() - last_use
+                if idle >= linger:  # still holding the lock: no scan can pick this server up while it stops
+                    (home / "technic-server.json").unlink(missing_ok=True)
+                    break
+                if not paused and idle > PAUSE_AFTER_S:
                     paused = _signal_group(server.pid, signal.SIGSTOP)
                 fcntl.flock(users, fcntl.LOCK_UN)
+            _stop(server)
     finally:
-        _signal_group(server.pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
-        stop_process(server)
+        _stop(server)
         entry.unlink(missing_ok=True)
         try:
             if json.loads((home / "technic-server.json").read_text())["keeper"] == os.getpid():
                 (home / "technic-server.json").unlink()
         except (OSError, ValueError, KeyError):
             pass
+
+
+def _stop(server: subprocess.Popen) -> None:
+    _signal_group(server.pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
+    stop_process(server)
 
 
 def _registry() -> Path:
