@@ -70,10 +70,10 @@ class PrefectApi:
         while not healthy(self.url, HEALTH_TIMEOUT_S):
             if not alive(self.keeper):
                 raise PrefectServerError(f"the temporary Prefect server at {self.url} stopped before it answered"
-                                   + self._advice())
+                                         + self._advice())
             if time.monotonic() > deadline:
-                raise PrefectServerError(f"the temporary Prefect server at {self.url} did not answer within {timeout:g} s "
-                                   "(a busy box?)" + self._advice())
+                raise PrefectServerError(f"the temporary Prefect server at {self.url} did not answer within "
+                                         f"{timeout:g} s (a busy box?)" + self._advice())
             time.sleep(0.05)
         return self
 
