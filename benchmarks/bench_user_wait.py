@@ -123,52 +123,69 @@ def _stop_kept(home: Path) -> None:
         time.sleep(0.1)
 
 
-def _rows_for(code: Path, data_dir: Path, listed: int, stack_url: str, quick: bool, runners: bool = True) -> list[dict]:
-    """One code version at one market size: cold, warm (nothing running, kept server, stack), runners."""
-    rows = []
-    home = data_dir.parent / f"{data_dir.name}-prefect_home"
+def _row_specs(quick: bool, listed: int, runners: bool) -> list[dict]:
+    """The rows, in order: label, command, stack up, keep its kept server for the next row, extra environment,
+    and whether only a checkout with the warm scanner runs it (what that scanner's removal costs)."""
+    scan6k = _run_scan({"max_symbols": 6000})
+    specs = [
+        {"label": "technic scan, warm", "argv": _cli({})},
+        {"label": "technic scan, warm, previous scan's server started", "argv": _cli({}), "keep": True, "prime": True},
+        {"label": "technic scan, warm, previous scan's server kept (default)", "argv": _cli({})},
+        {"label": "technic scan, warm", "argv": _cli({}), "stack": True},
+        {"label": "technic scan, warm, warm scanner off", "argv": _cli({}), "stack": True, "old_only": True,
+         "extra": {"TECHNIC_WARM_SCANNER": "0"}},
+        {"label": "run_scan, fresh process, warm", "argv": scan6k},
+        {"label": "run_scan, fresh process, warm", "argv": scan6k, "stack": True},
+        {"label": "run_scan, fresh process, warm, warm scanner off", "argv": scan6k, "stack": True, "old_only": True,
+         "extra": {"TECHNIC_WARM_SCANNER": "0"}},
+    ]
+    if runners:
+        for runner in ("thread", "ray", None) if listed <= 10_000 or not quick else ("thread", None):
+            config = {"max_symbols": 6000, "reuse_scores": False, **({"task_runner": runner} if runner else {})}
+            specs.append({"label": f"run_scan, every symbol rescored, runner {runner or 'default'}",
+                          "argv": _run_scan(config)})
+    return specs
 
-    def add(label: str, argv: list[str], stack: bool = False, keep: bool = False, **extra: str) -> None:
-        # One Prefect home for the rows, its database created once (as a user's ~/.prefect is): a fresh home would
+
+def _rows(codes: dict[str, Path], work: Path, listed: int, stack_url: str, quick: bool, runners: bool) -> list[dict]:
+    """Every row for every code version at one market size; each row runs for each version back to back, so the
+    versions share the box's load row by row (other work on the box comes and goes)."""
+    rows = []
+
+    def add(version: str, code: Path, spec: dict) -> None:
+        data_dir = work / f"{version}-{listed}"
+        # One Prefect home per version, its database created once (as a user's ~/.prefect is): a fresh home would
         # add its database migrations to every row. The server a row kept is stopped right after it, unless the
         # next row is to find it: "nothing running" rows find none.
-        env = _env(code, data_dir, listed, stack_url if stack else None, PREFECT_HOME=str(home), **extra)
-        # a checkout from before the warm scanner's removal: `make server` ran it too
-        served = stack and (code / "flows" / "warm_scanner.py").exists() and extra.get("TECHNIC_WARM_SCANNER") != "0"
+        home = work / f"{version}-{listed}-prefect_home"
+        extra = spec.get("extra", {})
+        env = _env(code, data_dir, listed, stack_url if spec.get("stack") else None, PREFECT_HOME=str(home), **extra)
+        # a checkout from before the warm scanner's removal: its `make server` ran the scanner too
+        old = (code / "flows" / "warm_scanner.py").exists()
+        served = spec.get("stack") and old and "TECHNIC_WARM_SCANNER" not in extra
         scanner = _start_warm_scanner(env) if served else None
         try:
-            row = {"label": label + (" (warm scanner)" if scanner else ""), "stack": stack, **_measure(argv, env)}
+            row = {"code": version, "listed": listed, "label": spec["label"] + (" (warm scanner)" if scanner else ""),
+                   "stack": bool(spec.get("stack")), **_measure(spec["argv"], env)}
         finally:
             if scanner is not None:
                 scanner.terminate()
                 scanner.wait(timeout=30)
-        if not keep:
+        if not spec.get("keep"):
             _stop_kept(home)
-        rows.append(row)
-        print(f"[user_wait] {code.name} {listed:,} {label} stack={stack}: {row.get('wall_s')} s wall, "
+        if not spec.get("prime"):  # a priming row only starts the server the next row finds
+            rows.append(row)
+        print(f"[user_wait] {version} {listed:,} {row['label']} stack={row['stack']}: {row.get('wall_s')} s wall, "
               f"flow {row.get('flow_s')} s, {row.get('peak_rss_mb')} MB {row.get('error', '')[:200]}", flush=True)
 
-    if not any(data_dir.glob("bars/date=*")):
-        add("technic scan, cold", _cli({}))
-    add("technic scan, warm", _cli({}))
-    add("technic scan, warm, previous scan's server started", _cli({}), keep=True)
-    add("technic scan, warm, previous scan's server kept (default)", _cli({}))
-    add("technic scan, warm", _cli({}), stack=True)
-    had_warm_scanner = (code / "flows" / "warm_scanner.py").exists()
-    if had_warm_scanner:  # what its removal costs: the same row as the current code runs it
-        add("technic scan, warm, warm scanner off", _cli({}), stack=True, TECHNIC_WARM_SCANNER="0")
-    add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}))
-    add("run_scan, fresh process, warm", _run_scan({"max_symbols": 6000}), stack=True)
-    if had_warm_scanner:
-        add("run_scan, fresh process, warm, warm scanner off", _run_scan({"max_symbols": 6000}), stack=True,
-            TECHNIC_WARM_SCANNER="0")
-    if not runners:
-        return [r for r in rows if "server started" not in r["label"]]
-    runner_kinds = ("thread", "ray", None) if listed <= 10_000 or not quick else ("thread", None)
-    for runner in runner_kinds:
-        config = {"max_symbols": 6000, "reuse_scores": False, **({"task_runner": runner} if runner else {})}
-        add(f"run_scan, every symbol rescored, runner {runner or 'default'}", _run_scan(config))
-    return [r for r in rows if "server started" not in r["label"]]  # that row only primes the next one
+    for version, code in codes.items():  # the cold scan fills each version's bar store first
+        if not any((work / f"{version}-{listed}").glob("bars/date=*")):
+            add(version, code, {"label": "technic scan, cold", "argv": _cli({})})
+    for spec in _row_specs(quick, listed, runners):
+        for version, code in codes.items():
+            if not spec.get("old_only") or (code / "flows" / "warm_scanner.py").exists():
+                add(version, code, spec)
+    return rows
 
 
 def _start_warm_scanner(env: dict[str, str]) -> subprocess.Popen:
@@ -200,13 +217,8 @@ def run(quick: bool = False, before: str | None = None, workdir: str | None = No
     result: dict = {"quick": quick, "codes": {k: str(v) for k, v in codes.items()}, "rows": [], "load_panel": []}
     with PrefectServer() as stack:
         for listed in markets:
-            for version, code in codes.items():
-                data_dir = work / f"{version}-{listed}"
-                data_dir.mkdir(parents=True, exist_ok=True)
-                for row in _rows_for(code, data_dir, listed, stack.api_url, quick, runners):
-                    result["rows"].append({"code": version, "listed": listed, **row})
-                if version == "after":
-                    result["load_panel"].append({"listed": listed, **_load_panel_row(code, data_dir, listed)})
+            result["rows"] += _rows(codes, work, listed, stack.api_url, quick, runners)
+            result["load_panel"].append({"listed": listed, **_load_panel_row(REPO, work / f"after-{listed}", listed)})
     if not workdir and not os.environ.get("TECHNIC_BENCH_WORKDIR"):
         shutil.rmtree(work, ignore_errors=True)
     return result

@@ -55,7 +55,7 @@ class PrefectServerError(TechnicError, RuntimeError):
 class PrefectApi:
     """Which API this process uses and why; `wait()` blocks until a kept server answers."""
 
-    how: str  # configured | local stack | kept temporary ... | Prefect's own temporary server | prefect already imported
+    how: str  # configured | local stack | kept temporary server ... | Prefect's own temporary server | ...
     url: str | None
     log: Path | None = None  # the kept server's output, quoted when it does not come up
     keeper: int | None = None

@@ -2,7 +2,8 @@
 
 Nothing here runs at import; `tune_process()` is called once by the entry point that wants it.
 - glibc gives busy threads malloc arenas of their own; a long-lived scan process (scan after scan) then grows RSS by
-  fragmentation: +12..+29 % from scan 5 to 20, measured. Two arenas keep it flat. MALLOC_ARENA_MAX in the environment wins.
+  fragmentation: +12..+29 % from scan 5 to 20, measured. Two arenas keep it flat. MALLOC_ARENA_MAX in the environment
+  wins.
 - Python's cyclic collector walks every tracked object; after `import prefect` that is a few hundred thousand objects
   that never die. Measured in a warm `technic scan`: one gen-2 pass mid-flow made unpickling the exchange calendar
   take 0.146 s instead of 0.013 s, and the collections at interpreter shutdown took 0.8 s of a 4 s command. Frozen

@@ -86,7 +86,8 @@ def test_running_local_stack_is_reused(tmp_path):
 def test_url_of_the_active_profile_counts_as_configured(tmp_path):
     home = tmp_path / "prefect_home"
     home.mkdir()
-    (home / "profiles.toml").write_text("active = 'remote'\n[profiles.remote]\nPREFECT_API_URL = 'http://10.0.0.9:4200/api'\n")
+    profile = "active = 'remote'\n[profiles.remote]\nPREFECT_API_URL = 'http://10.0.0.9:4200/api'\n"
+    (home / "profiles.toml").write_text(profile)
     got = _probe(tmp_path)
     assert got["how"] == "configured" and got["url"] == "http://10.0.0.9:4200/api" and got["env"] is None
 
@@ -98,7 +99,8 @@ def test_linger_zero_leaves_the_server_to_prefect_with_time_to_start(tmp_path):
 
 
 def test_cli_import_leaves_pandas_prefect_and_the_flow_for_later():
-    code = "import sys, technic_v4.cli; print(sorted(m for m in ('pandas', 'prefect', 'flows.scan') if m in sys.modules))"
+    code = ("import sys, technic_v4.cli\n"
+            "print(sorted(m for m in ('pandas', 'prefect', 'flows.scan') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
 
