@@ -144,6 +144,7 @@ def test_concurrent_scans_share_one_kept_server_paused_while_idle_and_stopped_af
             os.kill(state["keeper"], signal.SIGTERM)
 
 
+@pytest.mark.slow  # a failure path, not a main one: one server start that fails (~8 s quiet, 30 s loaded)
 @pytest.mark.timeout(300)
 def test_a_server_that_cannot_start_says_why_and_what_to_do(tmp_path):
     got = _probe(tmp_path, TECHNIC_PREFECT_SERVER_LINGER="60",

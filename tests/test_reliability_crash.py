@@ -54,6 +54,7 @@ def read_log(monkeypatch):
     return seen
 
 
+@pytest.mark.slow  # a crash path (kill mid-backfill), not a main one
 def test_killed_backfill_loses_nothing_and_next_scan_reuses_every_stored_day(prefect_api, sim_env, read_log):
     # 1. a complete small scan publishes results/latest.* (the files a killed run must not damage)
     first = run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=SMALL, allow_short_history=True))
