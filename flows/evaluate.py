@@ -24,7 +24,8 @@ from technic_v4.pipeline.evaluation.chunk import PanelJob, column_chunks, descri
 from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.listing import with_delisted
-from technic_v4.pipeline.evaluation.report import format_message, json_ready, render_markdown, save_plots
+from technic_v4.pipeline.evaluation.report import attribution_records, format_message, json_ready, render_markdown
+from technic_v4.pipeline.evaluation.report import save_plots
 from technic_v4.pipeline.evaluation.stats import summarize
 from technic_v4.pipeline.fetch import require_days
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb, reset_peak_rss
@@ -134,6 +135,10 @@ async def _artifacts(summary: dict, horizon: int, simulated: bool) -> None:
                                     description=f"Walk-forward evaluation{label}")
     await acreate_table_artifact(key="evaluation-deciles", table=json_ready({"t": deciles})["t"],
                                  description=f"{horizon}-session returns by TechRating decile{label}")
+    await acreate_table_artifact(key="evaluation-attribution",
+                                 table=json_ready({"t": attribution_records(summary["attribution"])})["t"],
+                                 description=f"Rank IC of TechRating, sub-scores and textbook factors vs the shuffled "
+                                             f"control, per horizon{label}")
 
 
 def evaluate_flow_for(config: EvalConfig):

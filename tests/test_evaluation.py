@@ -16,7 +16,7 @@ from technic_v4.domain.panel import Panel
 from technic_v4.pipeline.evaluation.chunk import evaluate_panel
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.forward import plan_outcome
-from technic_v4.pipeline.evaluation.stats import newey_west_t, rating_ranks, shuffled_ranks, summarize, within_day_ranks
+from technic_v4.pipeline.evaluation.stats import newey_west_t, shuffled_ranks, summarize, within_day_ranks
 
 N_SYMBOLS, N_EVAL, WINDOW = 400, 160, 260
 
@@ -80,6 +80,11 @@ def test_planted_momentum_gives_a_clearly_positive_ic_and_the_control_does_not(m
     assert by_decile.loc[10.0] > by_decile.loc[1.0]
     by_signal = s21["by_signal"]
     assert by_signal.loc["Strong Long", "mean_excess"] > 0 > by_signal.loc["Strong Short", "mean_excess"]
+    # Attribution on the same rows: a constant drift per symbol is what 12-1 momentum measures.
+    by_name = {e["name"]: e for e in summary["attribution"][21]}
+    assert by_name["TechRating"]["ic"] == s21["ic"] and by_name["shuffled control"]["ic"] == s21["control_ic"]
+    assert by_name["mom_12_1"]["distinguishable"] and by_name["mom_12_1"]["ic"]["mean"] > 0.1
+    assert by_name["mom_12_1"]["rows"] == len(scores) - scores["fwd_ret_21d"].isna().sum()  # defined on every row
 
 
 def test_forward_returns_and_plan_outcomes_match_a_plain_loop(momentum):
@@ -129,9 +134,8 @@ def test_within_day_ranks_and_the_shuffled_control():
     for d in range(5):
         at = days == d
         np.testing.assert_array_equal(ranks[at], pd.Series(values[at]).rank().to_numpy())
-    by_rating = np.lexsort((-values, days))  # day, then rating descending: ranked from positions, no sort
-    np.testing.assert_array_equal(rating_ranks(days[by_rating], values[by_rating]), ranks[by_rating])
-    np.testing.assert_array_equal(rating_ranks(days, values), ranks)  # unsorted rows: sorted
+    by_rating = np.lexsort((-values, days))  # rows in the evaluation's order: day, then rating descending
+    np.testing.assert_array_equal(within_day_ranks(days[by_rating], values[by_rating]), ranks[by_rating])
     shuffled = shuffled_ranks(days, seed=1)
     for d in range(5):  # a permutation of 1..40 on each day, not the identity
         assert sorted(shuffled[days == d]) == list(range(1, 41))
@@ -188,7 +192,7 @@ def test_flow_publishes_report_plots_and_artifacts(prefect_api, sim_env, monkeyp
     deployments = yaml.safe_load((Path(__file__).parents[1] / "prefect.yaml").read_text())["deployments"]
     monthly = next(d for d in deployments if d["name"] == "monthly")
     assert monthly["entrypoint"] == "flows.evaluate:evaluate"
-    assert EvalConfig(**monthly["parameters"]["config"]).horizons == (1, 5, 21)
+    assert EvalConfig(**monthly["parameters"]["config"]).horizons == EvalConfig().horizons == (1, 5, 21, 63)
 
 
 def test_a_horizon_without_forward_returns_gets_no_verdict(no_edge):

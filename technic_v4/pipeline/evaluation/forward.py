@@ -45,18 +45,18 @@ def plan_first_sessions(high: np.ndarray, low: np.ndarray, rows: np.ndarray, col
     n_rows = high.shape[0]
     first_target = np.zeros(len(rows), dtype=np.int16)
     first_stop = np.zeros(len(rows), dtype=np.int16)
-    plan = np.isfinite(direction)
-    long_ = direction > 0
+    active = np.flatnonzero(np.isfinite(direction))  # cells with a plan whose target or stop is not reached yet
     for k in range(1, max_h + 1):
-        r = rows + k
-        inside = plan & (r < n_rows)
-        r = np.minimum(r, n_rows - 1)
-        hi, lo = high[r, cols], low[r, cols]
+        active = active[((first_target[active] == NEVER) | (first_stop[active] == NEVER)) & (rows[active] + k < n_rows)]
+        if not active.size:
+            break
+        r, c, long_ = rows[active] + k, cols[active], direction[active] > 0
+        hi, lo = high[r, c], low[r, c]
         with np.errstate(invalid="ignore"):
-            hit_target = inside & np.where(long_, hi >= target, lo <= target)
-            hit_stop = inside & np.where(long_, lo <= stop, hi >= stop)
-        first_target[(first_target == NEVER) & hit_target] = k
-        first_stop[(first_stop == NEVER) & hit_stop] = k
+            hit_target = np.where(long_, hi >= target[active], lo <= target[active])
+            hit_stop = np.where(long_, lo <= stop[active], hi >= stop[active])
+        first_target[active[(first_target[active] == NEVER) & hit_target]] = k
+        first_stop[active[(first_stop[active] == NEVER) & hit_stop]] = k
     both = int(((first_target == first_stop) & (first_target != NEVER)).sum())
     return first_target, first_stop, both
 

@@ -4,9 +4,13 @@ Per horizon h (forward return r = fwd_ret_{h}d, rows with a finite r and TechRat
 * by Signal and by TechRating decile (deciles within each day, 10 = highest): mean, median, mean excess over the day's
   universe mean, share of r > 0, share beating the day's mean, rows;
 * top-minus-bottom decile spread: the daily series mean(r | decile 10) - mean(r | decile 1), its mean and t-stat;
-* daily rank IC (Spearman of TechRating vs r within a day): mean, std, ICIR = mean / std, t-stat; the same for the
-  shuffled-rating control (TechRating permuted within each day: no skill, same days and names), and the t-stat of the
-  daily difference IC - control IC, which decides the verdict (|t| >= 2: distinguishable);
+* daily rank IC (Spearman of TechRating vs r within a day, tied values sharing their average rank): mean, std,
+  ICIR = mean / std, t-stat; the same for the shuffled-rating control (a random ranking within each day: no skill,
+  same days and names), and the t-stat of the daily difference IC - control IC, which decides the verdict (|t| >= 2:
+  distinguishable);
+* attribution: the same IC / control / spread statistics (`score_stats`, one function for any column) for every
+  sub-score and textbook factor (factors.py), each on its own rows with a finite value and return, ranked by |t| of
+  IC - control at each horizon;
 * trade plans of Long/Strong Long and Short/Strong Short rows: share reaching Target first, Stop first, neither,
   within h sessions (rows whose h-session window is fully observed, i.e. r finite).
 t-stats are Newey-West (h - 1 lags): h-session returns of consecutive days overlap, and an iid t-stat would overstate.
@@ -16,11 +20,13 @@ Signal turnover: day over day, the share of each actionable book (longs, shorts)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS, SIGNALS
+from technic_v4.pipeline.evaluation.factors import KIND, attributed_columns
 from technic_v4.pipeline.evaluation.forward import plan_outcome
 
 T_DISTINGUISHABLE = 2.0
@@ -40,15 +46,36 @@ def newey_west_t(x: np.ndarray, lags: int) -> float:
     return float(x.mean() / math.sqrt(var / n)) if var > 0 else math.nan
 
 
+def day_order(day: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Indices of the rows with a finite value, sorted by day code, then value ascending (ties in row order)."""
+    rows = np.flatnonzero(np.isfinite(values))
+    by_value = rows[np.argsort(values[rows], kind="stable")]
+    d = day[by_value]
+    small = d.astype(np.int16) if d.size and d.max() < 2**15 else d  # 16-bit keys: numpy's radix sort
+    return by_value[np.argsort(small, kind="stable")]  # = lexsort((values, day)), several times faster
+
+
+def ranks_in_order(order: np.ndarray, day: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Within-day ranks 1..n of the rows `order` lists (sorted by day, then value); tied values share their mean
+    rank, as Spearman's rho (scipy's rankdata "average") needs. Returned in `order`'s positions."""
+    m = len(order)
+    if m == 0:
+        return np.zeros(0)
+    d, v, idx = day[order], values[order], np.arange(m)
+    new_day = np.r_[True, d[1:] != d[:-1]]
+    new_tie = new_day | np.r_[True, v[1:] != v[:-1]]
+    day_start = np.maximum.accumulate(np.where(new_day, idx, 0))
+    tie_start = np.maximum.accumulate(np.where(new_tie, idx, 0))
+    tie = np.cumsum(new_tie) - 1
+    return tie_start + (np.bincount(tie)[tie] - 1) / 2.0 - day_start + 1.0
+
+
 def within_day_ranks(day: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Ordinal rank 1..n of `values` within each day (day codes 0..D-1; ties broken by row order)."""
-    by_value = np.argsort(values, kind="stable")
-    small = day.astype(np.int16) if day.size and day.max() < 2**15 else day  # 16-bit keys: numpy's radix sort
-    order = by_value[np.argsort(small[by_value], kind="stable")]  # = lexsort((values, day)), several times faster
-    first = np.concatenate([[0], np.cumsum(np.bincount(day))[:-1]])
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(len(values)) - first[day[order]] + 1
-    return ranks
+    """Average ranks of `values` within each day (day codes 0..D-1), NaN where the value is not finite."""
+    order = day_order(day, values)
+    out = np.full(len(values), np.nan)
+    out[order] = ranks_in_order(order, day, values)
+    return out
 
 
 def shuffled_ranks(day: np.ndarray, seed: int) -> np.ndarray:
@@ -61,24 +88,12 @@ def shuffled_ranks(day: np.ndarray, seed: int) -> np.ndarray:
     return ranks
 
 
-def rating_ranks(day: np.ndarray, rating: np.ndarray) -> np.ndarray:
-    """within_day_ranks of the rating; rows already sorted by day then rating descending (run_evaluation's order)
-    are ranked from their positions, without a sort."""
-    if len(day) > 1 and (np.diff(day) >= 0).all():
-        first = np.concatenate([[0], np.cumsum(np.bincount(day))[:-1]])
-        position = np.arange(len(day)) - first[day]
-        same_day = day[1:] == day[:-1]
-        if (rating[1:][same_day] <= rating[:-1][same_day]).all():  # descending: ranks are positions (ties by row)
-            return (np.bincount(day)[day] - position).astype(np.float64)
-    return within_day_ranks(day, rating)
-
-
-def daily_rank_ic(day: np.ndarray, rating_rank: np.ndarray, ret_rank: np.ndarray) -> pd.Series:
+def daily_rank_ic(day: np.ndarray, rating_rank: np.ndarray, ret_rank: np.ndarray, days: int | None = None) -> pd.Series:
     """Per day, the Pearson correlation of the within-day ranks (Spearman's rho); NaN for days under 3 names."""
-    n = np.bincount(day).astype(float)
-    centre = (n[day] + 1) / 2
+    n = np.bincount(day, minlength=days or 0).astype(float)
+    centre = (n[day] + 1) / 2  # the mean of 1..n, also with tied (average) ranks
     a, b = rating_rank - centre, ret_rank - centre
-    ab, aa, bb = (np.bincount(day, w) for w in (a * b, a * a, b * b))
+    ab, aa, bb = (np.bincount(day, w, minlength=len(n)) for w in (a * b, a * a, b * b))
     with np.errstate(invalid="ignore", divide="ignore"):
         ic = np.where(n >= 3, ab / np.sqrt(aa * bb), np.nan)
     return pd.Series(ic)
@@ -137,41 +152,103 @@ def turnover(scores: pd.DataFrame) -> dict:
     return out
 
 
-def horizon_stats(scores: pd.DataFrame, h: int, seed: int) -> dict:
-    r_all = scores[f"fwd_ret_{h}d"].to_numpy()
-    rating_all = scores["TechRating"].to_numpy()
-    ok = np.isfinite(r_all) & np.isfinite(rating_all)
-    dates, day = np.unique(scores["Date"].to_numpy()[ok], return_inverse=True)
-    r, rating = r_all[ok], rating_all[ok]
-    n_day = np.bincount(day)
-    excess = r - (np.bincount(day, r) / n_day)[day]
-    rating_rank = rating_ranks(day, rating)
-    decile = np.where(n_day[day] >= 10, np.floor((rating_rank - 1) * 10 / n_day[day]), -1).astype(int)  # 0..9
-    signal = pd.Categorical(scores["Signal"], categories=SIGNALS).codes[ok]
-    lags = max(h - 1, 0)
-    in_decile = decile >= 0
-    cell = day * 10 + decile
-    sums = np.bincount(cell[in_decile], r[in_decile], minlength=len(dates) * 10).reshape(-1, 10)
-    counts = np.bincount(cell[in_decile], minlength=len(dates) * 10).reshape(-1, 10)
+@dataclass
+class HorizonRows:
+    """What the statistics of every score share at horizon h: each row's day code and forward return, the rows in
+    within-day order of their return and of the control's random keys (sorted once; each score filters them)."""
+
+    h: int
+    dates: np.ndarray  # (D,) the evaluated days, ascending
+    day: np.ndarray  # (n,) day code of each row
+    r: np.ndarray  # (n,) fwd_ret_{h}d, NaN when unknown
+    r_order: np.ndarray
+    control_key: np.ndarray  # (n,) a random ranking within each day of the rows with a return: the no-skill score
+    control_order: np.ndarray
+
+    @property
+    def lags(self) -> int:
+        return max(self.h - 1, 0)  # h-session returns of consecutive days overlap by h - 1 sessions
+
+    @classmethod
+    def of(cls, scores: pd.DataFrame, h: int, seed: int = 0, day: tuple | None = None) -> HorizonRows:
+        """`day` = (codes, dates) of the rows' Date when already factorized (shared by every horizon)."""
+        codes, dates = day or day_codes(scores)
+        r = scores[f"fwd_ret_{h}d"].to_numpy(dtype=float)
+        key = np.where(np.isfinite(r), shuffled_ranks(codes, seed + h), np.nan)
+        return cls(h=h, dates=dates, day=codes, r=r, r_order=day_order(codes, r), control_key=key,
+                   control_order=day_order(codes, key))
+
+
+def day_codes(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    codes, dates = pd.factorize(scores["Date"], sort=True)
+    return codes.astype(np.int64), np.asarray(dates)
+
+
+def score_stats(values, rows: HorizonRows, quantiles: int = 10) -> dict:
+    """The statistics of one score (any column: a rating, a sub-score, a factor; a basket as 0/1 with quantiles=2)
+    against the h-session forward return, on the rows where both are finite:
+
+    daily rank IC (Spearman, average ranks for ties) mean/std/ICIR/Newey-West t; the same for the shuffled control on
+    the same rows; the daily IC - control difference (mean, NW t) and whether |t| >= T_DISTINGUISHABLE; the daily
+    top-minus-bottom quantile spread of the forward return (mean, NW t)."""
+    return _score_stats(values, rows, quantiles)[0]
+
+
+def _score_stats(values, rows: HorizonRows, quantiles: int) -> tuple[dict, dict]:
+    values = np.asarray(values, dtype=float)
+    use = np.isfinite(values) & np.isfinite(rows.r)
+    pos = np.cumsum(use) - 1  # each used row's position among the used rows
+    day, r, n_days = rows.day[use], rows.r[use], len(rows.dates)
+
+    def ranks(order: np.ndarray, keyed: np.ndarray) -> np.ndarray:
+        order = order[use[order]]  # still sorted by day then key: a filter, not a new sort
+        out = np.empty(len(day))
+        out[pos[order]] = ranks_in_order(order, rows.day, keyed)
+        return out
+
+    v_rank = ranks(day_order(rows.day, np.where(use, values, np.nan)), values)
+    r_rank = ranks(rows.r_order, rows.r)
+    c_rank = ranks(rows.control_order, rows.control_key)
+    n_day = np.bincount(day, minlength=n_days)
+    ic = daily_rank_ic(day, v_rank, r_rank, n_days).set_axis(rows.dates)
+    control = daily_rank_ic(day, c_rank, r_rank, n_days).set_axis(rows.dates)
     with np.errstate(invalid="ignore", divide="ignore"):
-        spread = sums[:, 9] / counts[:, 9] - sums[:, 0] / counts[:, 0]
+        quantile = np.where(n_day[day] >= quantiles, np.floor((v_rank - 1) * quantiles / n_day[day]), -1).astype(int)
+    in_q = quantile >= 0
+    cell = day[in_q] * quantiles + quantile[in_q]
+    sums = np.bincount(cell, r[in_q], minlength=n_days * quantiles).reshape(-1, quantiles)
+    counts = np.bincount(cell, minlength=n_days * quantiles).reshape(-1, quantiles)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = sums[:, -1] / counts[:, -1] - sums[:, 0] / counts[:, 0]
     spread = spread[np.isfinite(spread)]
-    ret_rank = within_day_ranks(day, r)
-    ic = daily_rank_ic(day, rating_rank, ret_rank).set_axis(dates)
-    control = daily_rank_ic(day, shuffled_ranks(day, seed + h), ret_rank).set_axis(dates)
     diff = (ic - control).dropna()
-    t_diff = newey_west_t(diff.to_numpy(), lags)
-    return {
-        "horizon": h, "rows": int(ok.sum()), "days": int(len(dates)),
-        "by_signal": _group_table(signal, SIGNALS, r, excess),
-        "by_decile": _group_table(decile, [float(k) for k in range(1, 11)], r, excess),
-        "spread": {"mean": float(spread.mean()) if len(spread) else math.nan, "t": newey_west_t(spread, lags),
-                   "days": int(len(spread))},
-        "ic": ic_stats(ic, lags), "control_ic": ic_stats(control, lags),
+    t_diff = newey_west_t(diff.to_numpy(), rows.lags)
+    stats = {
+        "horizon": rows.h, "rows": int(use.sum()), "days": int((n_day > 0).sum()),
+        "ic": ic_stats(ic, rows.lags), "control_ic": ic_stats(control, rows.lags),
         "ic_minus_control": {"mean": float(diff.mean()) if len(diff) else math.nan, "t": t_diff},
         "distinguishable": bool(np.isfinite(t_diff) and abs(t_diff) >= T_DISTINGUISHABLE),
-        "plans": _plan_table(scores.loc[ok, ["Signal", "plan_target_session", "plan_stop_session"]], h),
-        "ic_series": ic, "control_series": control,
+        "spread": {"mean": float(spread.mean()) if len(spread) else math.nan,
+                   "t": newey_west_t(spread, rows.lags), "days": int(len(spread))},
+    }
+    return stats, {"use": use, "quantile": quantile, "ic_series": ic.dropna(), "control_series": control.dropna()}
+
+
+def horizon_stats(scores: pd.DataFrame, rows: HorizonRows, rating: tuple[dict, dict]) -> dict:
+    """TechRating's detail at one horizon: `rating` = _score_stats of TechRating, plus tables by Signal and decile
+    (mean/median/excess over the day's universe/hit rates) and trade-plan outcomes, on the same rows."""
+    stats, detail = rating
+    ok = detail["use"]
+    day, r = rows.day[ok], rows.r[ok]
+    n_days = len(rows.dates)
+    day_mean = np.bincount(day, r, minlength=n_days) / np.maximum(np.bincount(day, minlength=n_days), 1)
+    excess = r - day_mean[day]
+    signal = pd.Categorical(scores["Signal"], categories=SIGNALS).codes[ok]
+    return stats | {
+        "by_signal": _group_table(signal, SIGNALS, r, excess),
+        "by_decile": _group_table(detail["quantile"], [float(k) for k in range(1, 11)], r, excess),
+        "plans": _plan_table(scores.loc[ok, ["Signal", "plan_target_session", "plan_stop_session"]], rows.h),
+        "ic_series": detail["ic_series"], "control_series": detail["control_series"],
     }
 
 
@@ -188,6 +265,51 @@ def verdict(h: dict) -> str:
     return f"{head} — NOT statistically distinguishable from the no-skill control (|t| < {T_DISTINGUISHABLE:g})."
 
 
-def summarize(scores: pd.DataFrame, horizons: tuple[int, ...], seed: int = 0) -> dict:
-    per_h = {h: horizon_stats(scores, h, seed) for h in horizons}
-    return {"horizons": per_h, "turnover": turnover(scores), "verdicts": [verdict(per_h[h]) for h in horizons]}
+def rank_by_control_t(entries: list[dict]) -> list[dict]:
+    """Entries ordered by |t| of IC - control (largest first, NaN last), each with its `rank` (1 = strongest)."""
+    def key(e):
+        t = e["ic_minus_control"]["t"]
+        return -abs(t) if math.isfinite(t) else math.inf
+
+    ranked = sorted(entries, key=key)
+    return [e | {"rank": i + 1} for i, e in enumerate(ranked)]
+
+
+def control_entry(rating: dict) -> dict:
+    """The shuffled control (on the first rating's rows) as a row of the attribution table."""
+    nan = {"mean": math.nan, "t": math.nan}
+    return {"name": "shuffled control", "kind": "control", "horizon": rating["horizon"], "rows": rating["rows"],
+            "days": rating["days"], "ic": rating["control_ic"], "control_ic": rating["control_ic"],
+            "ic_minus_control": nan, "distinguishable": False, "spread": nan | {"days": 0}, "rank": None}
+
+
+def attribution_verdict(entries: list[dict], h: int) -> str:
+    scored = [e for e in entries if e["kind"] != "control"]
+    if not scored or all(e["ic"]["days"] < 3 for e in scored):
+        return f"{h}-session attribution: no verdict — too few days with forward returns."
+    yes = [f"{e['name']} ({'+' if e['ic_minus_control']['mean'] > 0 else '−'}, IC {e['ic']['mean']:+.4f}, "
+           f"t {e['ic_minus_control']['t']:+.2f})" for e in scored if e["distinguishable"]]
+    no = [e["name"] for e in scored if not e["distinguishable"]]
+    return (f"{h}-session attribution: distinguishable from the shuffled control (|t| >= {T_DISTINGUISHABLE:g} on "
+            f"IC − control): {', '.join(yes) or 'none'}; not: {', '.join(no) or 'none'}.")
+
+
+def summarize(scores: pd.DataFrame, horizons: tuple[int, ...], seed: int = 0, columns: list[str] | None = None) -> dict:
+    """TechRating's detail per horizon, and the attribution table: the same statistics for every attributed column
+    (`factors.attributed_columns`: ratings, sub-scores, textbook factors) at each horizon, ranked, with the control."""
+    columns = columns or attributed_columns(scores.columns)
+    columns = ["TechRating", *[c for c in columns if c != "TechRating"]]  # the verdicts and the control are its
+    day = day_codes(scores)
+    per_h, table = {}, {}
+    for h in horizons:
+        rows = HorizonRows.of(scores, h, seed, day)
+        entries = []
+        for name in columns:
+            stats, detail = _score_stats(scores[name].to_numpy(dtype=float), rows, 10)
+            if name == "TechRating":
+                per_h[h] = horizon_stats(scores, rows, (stats, detail))
+            entries.append({"name": name, "kind": KIND.get(name, "other")} | stats)
+        table[h] = rank_by_control_t(entries) + ([control_entry(entries[0])] if entries else [])
+    return {"horizons": per_h, "attribution": table, "turnover": turnover(scores),
+            "verdicts": [verdict(per_h[h]) for h in horizons],
+            "attribution_verdicts": [attribution_verdict(table[h], h) for h in horizons]}
