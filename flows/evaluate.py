@@ -104,16 +104,18 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
         del panel  # the job holds the clean panel of the symbols that matter
     with timer.stage("score"):
         outs, kind, reason = _run_chunks(prepared.job, config, run.settings)
-        scores = finish([o[0] for o in outs])
+        frames, infos = [o[0] for o in outs], [o[1] for o in outs]
+        del outs  # finish() frees the chunk frames it is given once concatenated
+        scores = finish(frames)
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
-    info = merge_chunk_infos([o[1] for o in outs])
+    info = merge_chunk_infos(infos)
     meta = describe(scores, reference, prepared, info, evaluated) | {
         "simulated": run.simulated, "source": run.source.name, "listing": listing_note, "flow_run_id": str(flow_run.id),
         "metrics": {"api_calls": calls["attempts"], "days_loaded": len(bars.days), "days_fetched": len(bars.fetched),
                     "cache_hit_rate": round(bars.cache_hit_rate, 6), "task_runner": kind, "runner_reason": reason,
-                    "chunks": len(outs), "worker_processes": len({o[1]["pid"] for o in outs}),
-                    "peak_rss_mb_workers": max(o[1]["peak_rss_mb"] for o in outs),
+                    "chunks": len(infos), "worker_processes": len({i["pid"] for i in infos}),
+                    "peak_rss_mb_workers": max(i["peak_rss_mb"] for i in infos),
                     "peak_rss_mb_flow": round(peak_rss_mb(), 1), "stages_s": timer.as_dict(),
                     "wall_seconds": round(timer.total, 3)},
     }

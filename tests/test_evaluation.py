@@ -16,7 +16,8 @@ from technic_v4.domain.panel import Panel
 from technic_v4.pipeline.evaluation.chunk import evaluate_panel
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.forward import plan_outcome
-from technic_v4.pipeline.evaluation.stats import newey_west_t, shuffled_ranks, summarize, within_day_ranks
+from technic_v4.pipeline.evaluation.rank_ic import DayGrid, HorizonGrid, newey_west_t, within_day_ranks
+from technic_v4.pipeline.evaluation.stats import summarize
 
 N_SYMBOLS, N_EVAL, WINDOW = 400, 160, 260
 
@@ -106,8 +107,9 @@ def test_forward_returns_and_plan_outcomes_match_a_plain_loop(momentum):
             hi, lo = panel.high[r + k, j], panel.low[r + k, j]
             reached_target = hi >= rec.Target if long_ else lo <= rec.Target
             reached_stop = lo <= rec.Stop if long_ else hi >= rec.Stop
-            first_target = first_target or (k if reached_target else 0)
-            first_stop = first_stop or (k if reached_stop else 0)
+            first_target, first_stop = (k if reached_target else 0), (k if reached_stop else 0)
+            if reached_target or reached_stop:  # the plan is decided on its first event
+                break
         assert (rec.plan_target_session, rec.plan_stop_session) == (first_target, first_stop)
 
 
@@ -136,10 +138,16 @@ def test_within_day_ranks_and_the_shuffled_control():
         np.testing.assert_array_equal(ranks[at], pd.Series(values[at]).rank().to_numpy())
     by_rating = np.lexsort((-values, days))  # rows in the evaluation's order: day, then rating descending
     np.testing.assert_array_equal(within_day_ranks(days[by_rating], values[by_rating]), ranks[by_rating])
-    shuffled = shuffled_ranks(days, seed=1)
-    for d in range(5):  # a permutation of 1..40 on each day, not the identity
-        assert sorted(shuffled[days == d]) == list(range(1, 41))
-    assert not np.array_equal(shuffled, ranks) and not np.array_equal(shuffled[:40], np.arange(1, 41))
+    grid = DayGrid.of(days)
+    returns = grid.put(values)
+    returns[0, :3] = np.nan  # rows without a forward return are left out of the control's ranking too
+    keep = np.isfinite(returns)
+    centred = HorizonGrid.of(grid, grid.take(returns), h=1, seed=1).control.centred_ranks(keep)
+    control = np.where(keep, centred + (keep.sum(1, keepdims=True) + 1) / 2, np.nan)
+    assert sorted(control[0, 3:]) == list(range(1, 38)) and np.isnan(control[0, :3]).all()
+    for d in range(1, 5):  # a permutation of 1..40 on each day, not the identity
+        assert sorted(control[d]) == list(range(1, 41))
+    assert not np.array_equal(control[1], np.arange(1, 41)) and not np.array_equal(grid.take(control)[40:], ranks[40:])
 
 
 def test_updown_volume_rolling_series_equals_the_window_reduce():

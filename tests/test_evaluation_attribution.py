@@ -18,7 +18,8 @@ from technic_v4.domain.scoring.history import score_cells
 from technic_v4.domain.scoring.score import SCORE_COLUMNS, SIGNALS
 from technic_v4.pipeline.evaluation.factors import FACTOR_COLUMNS, FACTORS, attributed_columns
 from technic_v4.pipeline.evaluation.report import attribution_markdown, attribution_records, json_ready
-from technic_v4.pipeline.evaluation.stats import HorizonRows, score_stats, summarize, within_day_ranks
+from technic_v4.pipeline.evaluation.rank_ic import score_stats, within_day_ranks
+from technic_v4.pipeline.evaluation.stats import summarize
 
 WINDOW = 300
 
@@ -47,8 +48,7 @@ def newey_west_by_hand(x: np.ndarray, lags: int) -> float:
 
 def test_score_stats_equal_scipy_spearman_per_day_newey_west_by_hand_and_a_pandas_decile_spread():
     frame = random_frame(seed=1)
-    rows = HorizonRows.of(frame, 5, seed=0)
-    stats = score_stats(frame["score"].to_numpy(), rows)
+    stats = score_stats(frame, "score", horizons=(5,), seed=0)[5]
     both = frame.dropna(subset=["score", "fwd_ret_5d"])
     by_scipy = both.groupby("Date")[["score", "fwd_ret_5d"]].apply(
         lambda g: spearmanr(g["score"], g["fwd_ret_5d"]).statistic)
@@ -71,8 +71,7 @@ def test_score_stats_equal_scipy_spearman_per_day_newey_west_by_hand_and_a_panda
 
 def test_within_day_ranks_share_ties_like_pandas_average_ranks():
     frame = random_frame(seed=2, days=6, names=25)
-    codes = pd.factorize(frame["Date"], sort=True)[0]
-    ranks = within_day_ranks(codes, frame["score"].to_numpy())
+    ranks = within_day_ranks(frame["Date"], frame["score"].to_numpy())
     expected = frame.groupby("Date")["score"].rank(method="average").to_numpy()
     np.testing.assert_array_equal(ranks, expected)  # NaN where the score is NaN, on both sides
 
