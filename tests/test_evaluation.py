@@ -197,6 +197,13 @@ def test_flow_publishes_report_plots_and_artifacts(prefect_api, sim_env, monkeyp
     assert by_key["evaluation-report"].data == summary["report_md"]
     deciles = json.loads(by_key["evaluation-deciles"].data)
     assert [row["index"] for row in deciles] == [float(k) for k in range(1, 11)]
+    attribution = json.loads(by_key["evaluation-attribution"].data)
+    scored = {"TechRating", "TrendScore", "MomentumScore", "VolumeScore", "VolatilityScore", "OscillatorScore",
+              "BreakoutScore", "mom_12_1", "rev_1m", "prox_52w_high", "low_vol_63", "shuffled control"}
+    assert {r["score"] for r in attribution} == scored and {r["horizon"] for r in attribution} == {1, 5}
+    saved = json.loads((Path(paths["folder"]) / "summary.json").read_text())["attribution"]
+    assert [e["name"] for e in saved["5"]] == [r["score"] for r in attribution if r["horizon"] == 5]
+    assert "## Attribution" in report and "| shuffled control |" in report
     deployments = yaml.safe_load((Path(__file__).parents[1] / "prefect.yaml").read_text())["deployments"]
     monthly = next(d for d in deployments if d["name"] == "monthly")
     assert monthly["entrypoint"] == "flows.evaluate:evaluate"

@@ -16,6 +16,10 @@ def _fmt(v, pct: bool = False) -> str:
     return f"{v:+.2%}" if pct else (f"{v:,}" if isinstance(v, int) else f"{v:+.4f}")
 
 
+def _t(v) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:+.2f}"
+
+
 def _table(frame: pd.DataFrame) -> str:
     shown = frame.copy()
     for col in ("mean", "median", "mean_excess"):
@@ -100,7 +104,8 @@ def attribution_markdown(table: dict) -> str:
             "Daily rank IC mean (Newey-West t of IC − shuffled control; for the control row, its own t) per horizon. "
             "Each score on its rows with a value and a forward return; factors are computed as of each day (no "
             "look-ahead): mom_12_1 = close 21 bars ago / 252 bars ago − 1, rev_1m = −(21-bar return), "
-            "prox_52w_high = close / 252-bar high, low_vol_63 = −(63-bar realized volatility).\n\n"
+            "prox_52w_high = close / 252-bar high, low_vol_63 = −(63-bar realized volatility). A decile spread is — "
+            "when ties leave the top or bottom decile empty (a sub-score clipped at its bounds).\n\n"
             "| score | kind | " + " | ".join(f"IC {h}d (t)" for h in horizons) + " |\n|---|---|"
             + "---|" * len(horizons) + "\n")
     lines = []
@@ -109,13 +114,13 @@ def attribution_markdown(table: dict) -> str:
         for h in horizons:
             e = by[h].get(name)
             t = e["ic"]["t"] if e and e["kind"] == "control" else (e["ic_minus_control"]["t"] if e else None)
-            cells.append(f"{_fmt(e['ic']['mean'])} ({_fmt(t)})" if e else "—")
+            cells.append(f"{_fmt(e['ic']['mean'])} ({_t(t)})" if e else "—")
         lines.append(f"| {name} | {by[horizons[0]][name]['kind']} | " + " | ".join(cells) + " |")
     parts = [head + "\n".join(lines)]
     for h in horizons:
         rows = [f"| {e['rank'] or ''} | {e['name']} | {_fmt(e['ic']['mean'])} | {_fmt(e['ic']['std'])} | "
-                f"{_fmt(e['ic']['icir'])} | {_fmt(e['ic']['t'])} | {_fmt(e['ic_minus_control']['mean'])} | "
-                f"{_fmt(e['ic_minus_control']['t'])} | {_fmt(e['spread']['mean'], pct=True)} ({_fmt(e['spread']['t'])}) | "
+                f"{_fmt(e['ic']['icir'])} | {_t(e['ic']['t'])} | {_fmt(e['ic_minus_control']['mean'])} | "
+                f"{_t(e['ic_minus_control']['t'])} | {_fmt(e['spread']['mean'], pct=True)} ({_t(e['spread']['t'])}) | "
                 f"{e['rows']:,} | {_yes(e)} |" for e in table[h]]
         parts.append(f"### {h}-session: ranked by |t| of IC − control (|t| ≥ 2: distinguishable from no skill)\n"
                      "| rank | score | IC mean | IC std | ICIR | IC t | IC − control | t | top − bottom decile (t) | "
