@@ -107,18 +107,21 @@ class SortedDays:
     def centred_ranks(self, keep: np.ndarray) -> np.ndarray:
         """(D, W) average rank among the kept cells of each day minus the day's mean rank (n + 1) / 2; 0 elsewhere."""
         days, width = self.shape
-        kept = keep.ravel()[self.order]
-        before = np.zeros((days, width + 1), dtype=np.int32)  # before[:, j] = kept cells in sorted positions < j
-        np.cumsum(kept.reshape(days, width), axis=1, out=before[:, 1:])
-        centre = (before[:, -1:] + 1) / 2.0
+        kept = keep.ravel()[self.order].reshape(days, width)
+        before = np.zeros((days, width + 1))  # before[:, j] = kept cells in sorted positions < j (exact in float)
+        np.cumsum(kept, axis=1, out=before[:, 1:])
         if self.run_lo is None:
-            rank = before[:, 1:] - centre  # no ties: the running count itself
-        else:
+            rank = before[:, 1:] - (before[:, -1:] + 1) / 2.0  # no ties: the running count itself
+        else:  # a tie run's kept cells share the mean of their ranks: (kept before the run + kept through it + 1) / 2
             flat = before.ravel()
-            lo, hi = flat[self.run_lo].reshape(days, width), flat[self.run_hi].reshape(days, width)
-            rank = lo + (hi - lo + 1) / 2.0 - centre
+            rank = np.take(flat, self.run_lo, mode="clip")
+            rank += np.take(flat, self.run_hi, mode="clip")
+            rank += 1.0
+            rank *= 0.5
+            rank = rank.reshape(days, width) - (before[:, -1:] + 1) / 2.0
+        rank *= kept
         out = np.empty(days * width)
-        out[self.order] = np.where(kept, rank.ravel(), 0.0)
+        out[self.order] = rank.ravel()
         return out.reshape(days, width)
 
 
