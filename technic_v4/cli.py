@@ -200,7 +200,8 @@ def evaluate(
                                       "files' last)"),
     sessions: int = typer.Option(250, help="Sessions evaluated when --start is not given"),
     max_symbols: int = typer.Option(6000, help="Most liquid N symbols per day, as the scan's"),
-    horizons: str = typer.Option("1,5,21", help="Forward-return horizons in sessions"),
+    horizons: Optional[str] = typer.Option(None, help="Forward-return horizons in sessions, e.g. 1,5,21,63 "
+                                           "(default: EvalConfig's)"),
     source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|csv|simulated"),
     csv_dir: Optional[str] = typer.Option(None, help="Folder of SYMBOL.csv[.gz] files (TECHNIC_CSV_DIR) for --source csv"),
     runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
@@ -211,9 +212,8 @@ def evaluate(
     try:
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
-            sessions=sessions, max_symbols=max_symbols, horizons=horizons, data_source=source or ("csv" if csv_dir else None),
-            task_runner=runner,
-            csv_dir=csv_dir,
+            sessions=sessions, max_symbols=max_symbols, data_source=source or ("csv" if csv_dir else None),
+            task_runner=runner, csv_dir=csv_dir, **({"horizons": horizons} if horizons else {}),
         )
     except (TechnicError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
