@@ -43,6 +43,8 @@ class Bars:
     last_row: np.ndarray  # (N,) panel row of each symbol's last valid bar, -1 when it has none
     # Full series already computed on these bars, keyed by the indicator's canonical string (MACD/ATR% reuse them).
     cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # (T, N) calendar week of each compacted bar (see `week_ids`), NaN above the valid bars; None without dates.
+    week: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -58,13 +60,16 @@ class Bars:
 
     @classmethod
     def from_panel(cls, panel: Panel) -> Bars:
-        return cls.from_arrays(**{f: getattr(panel, f) for f in FIELDS})
+        return cls.from_arrays(**{f: getattr(panel, f) for f in FIELDS}, week=week_ids(panel.dates))
 
     @classmethod
-    def from_arrays(cls, open, high, low, close, volume) -> Bars:  # noqa: A002 - field names
+    def from_arrays(cls, open, high, low, close, volume, week=None) -> Bars:  # noqa: A002 - field names
+        """`week` (T,) optional calendar week per row (`week_ids`); the weekly indicators need it."""
         arrays = {"open": open, "high": high, "low": low, "close": close, "volume": volume}
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
         n_rows = arrays["close"].shape[0]
+        if week is not None:
+            arrays["week"] = np.broadcast_to(np.asarray(week, dtype=np.float64)[:, None], arrays["close"].shape)
         valid = np.isfinite(arrays["open"])
         for name in PRICE_FIELDS[1:]:
             valid &= np.isfinite(arrays[name])
@@ -90,6 +95,13 @@ class Bars:
             compacted[name] = out
         last_row = np.where(n_valid > 0, n_rows - 1 - np.argmax(valid[::-1], axis=0), -1)
         return cls(**compacted, n_valid=n_valid, last_row=last_row)
+
+
+def week_ids(dates: np.ndarray) -> np.ndarray:
+    """(T,) calendar week (Monday to Sunday) of each date, as an integer count of weeks since 1969-12-29: a week's
+    bars end on its Friday, or on its last session when the Friday is a holiday."""
+    days = np.asarray(dates, dtype="datetime64[D]").astype(np.int64)
+    return (days + 3) // 7  # 1970-01-01 was a Thursday: +3 makes Mondays start the weeks
 
 
 def check_int(owner: str, name: str, value, minimum: int, why: str) -> int:

@@ -54,8 +54,10 @@ def render_markdown(summary: dict, meta: dict) -> str:
         plans = s["plans"]
         parts.append(
             "### Trade plans: Target before Stop within the horizon (daily highs/lows; a session touching both = Stop)\n"
-            "| book | rows | target first | stop first | neither |\n|---|---|---|---|---|\n"
-            + "\n".join(f"| {side} | {p['rows']:,} | {p['target']:.1%} | {p['stop']:.1%} | {p['neither']:.1%} |"
+            "| book | plan rule | rows | target first | stop first | neither | median RewardRisk |\n"
+            "|---|---|---|---|---|---|---|\n"
+            + "\n".join(f"| {side} | {p.get('rule', '')} | {p['rows']:,} | {p['target']:.1%} | {p['stop']:.1%} | "
+                        f"{p['neither']:.1%} | {_fmt(p.get('median_reward_risk', math.nan))} |"
                         for side, p in plans.items() if p["rows"])
         )
     t = summary["turnover"]

@@ -104,6 +104,8 @@ def _group_table(codes: np.ndarray, labels, r: np.ndarray, excess: np.ndarray) -
 
 
 def _plan_table(rows: pd.DataFrame, h: int) -> dict:
+    """Per book: share of plans reaching Target first / Stop first / neither, rows, the rule that made them (the part
+    of PlanRule before ':') and their median RewardRisk."""
     out = {}
     for side, signals in (("long", LONG_SIGNALS), ("short", SHORT_SIGNALS)):
         part = rows[rows["Signal"].isin(signals)]
@@ -111,6 +113,10 @@ def _plan_table(rows: pd.DataFrame, h: int) -> dict:
         n = len(part)
         out[side] = {k: (float((outcome == k).mean()) if n else math.nan) for k in ("target", "stop", "neither")}
         out[side]["rows"] = int(n)
+        if "PlanRule" in part:
+            rules = sorted({str(r).split(":")[0] for r in part["PlanRule"].astype(str).unique()})
+            out[side]["rule"] = "+".join(rules)
+            out[side]["median_reward_risk"] = float(part["RewardRisk"].median()) if n else math.nan
     return out
 
 
@@ -170,7 +176,8 @@ def horizon_stats(scores: pd.DataFrame, h: int, seed: int) -> dict:
         "ic": ic_stats(ic, lags), "control_ic": ic_stats(control, lags),
         "ic_minus_control": {"mean": float(diff.mean()) if len(diff) else math.nan, "t": t_diff},
         "distinguishable": bool(np.isfinite(t_diff) and abs(t_diff) >= T_DISTINGUISHABLE),
-        "plans": _plan_table(scores.loc[ok, ["Signal", "plan_target_session", "plan_stop_session"]], h),
+        "plans": _plan_table(scores.loc[ok, [c for c in ("Signal", "plan_target_session", "plan_stop_session",
+                                                         "PlanRule", "RewardRisk") if c in scores]], h),
         "ic_series": ic, "control_series": control,
     }
 
