@@ -37,7 +37,8 @@ def assemble_results(scored: pd.DataFrame, plan: RescorePlan, market_close: np.n
         columns = list(scored.columns)
     else:  # nothing changed since the last scan: every row is reused as it is
         columns = list(plan.reused.columns)
-    frames = [f for f in (scored, plan.reused) if len(f.columns)]
+    # Empty frames are left out: a 0-row frame without some column would turn the bool flags into object.
+    frames = [f for f in (scored, plan.reused) if len(f)] or [f for f in (scored, plan.reused) if len(f.columns)]
     if not frames:
         return scored
     results = pd.concat(frames, ignore_index=True)[columns]
