@@ -295,3 +295,12 @@ def test_history_gives_the_scan_as_of_each_day(rule):
             np.testing.assert_allclose(cells[k][at], scan[k].to_numpy(dtype=float), rtol=1e-9, equal_nan=True,
                                        err_msg=f"{k} day {d}")
         assert list(cells["PlanRule"][at]) == list(scan["PlanRule"]), d
+
+
+def test_bench_columns_measures_every_piece_on_a_small_panel():
+    from benchmarks import bench_columns
+
+    r = bench_columns.run(quick=True, n_symbols=300)
+    assert set(r["pieces_s"]) >= {"weekly columns", "cross-sectional step (RS, sector ranks, tt_8)"}
+    assert r["added_s"] == pytest.approx(sum(r["pieces_s"].values())) and r["score_panel_s"] > r["pieces_s"]["weekly columns"] > 0
+    assert "| **added, total** |" in bench_columns.markdown(r)

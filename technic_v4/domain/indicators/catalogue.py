@@ -82,7 +82,7 @@ def compute_latest(panel, catalogue: dict | None = None) -> dict[str, np.ndarray
             out.update(zip(key, values, strict=True))
         else:
             out[key] = values
-    if bars.week is not None:
+    if bars.row_week is not None:
         out.update(weekly_latest(bars))
     else:  # Bars built without dates: no calendar weeks to form
         out.update({name: np.full(bars.shape[1], np.nan) for name in WEEKLY_COLUMNS})
