@@ -103,11 +103,23 @@ def _group_table(codes: np.ndarray, labels, r: np.ndarray, excess: np.ndarray) -
     return table
 
 
+def plan_results(outcome: np.ndarray, direction: float, entry: np.ndarray, stop: np.ndarray, target: np.ndarray,
+                 fwd_ret: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each plan's result as a fraction of Entry and in R (its own risk |Entry - Stop|): the Target's distance when
+    the Target came first, minus the stop distance when the Stop did (a gap through the stop is not charged extra),
+    else the position marked to the horizon's close. Two rules with different stops compare on the fraction."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        risk = np.abs(entry - stop) / entry
+        result = np.where(outcome == "target", np.abs(target - entry) / entry,
+                          np.where(outcome == "stop", -risk, direction * fwd_ret))
+        return result, result / risk
+
+
 def _plan_table(rows: pd.DataFrame, h: int) -> dict:
     """Per book: share of plans reaching Target first / Stop first / neither, rows, the rule that made them (the part
-    of PlanRule before ':') and their median RewardRisk."""
+    of PlanRule before ':'), their median RewardRisk and mean result (`plan_results`)."""
     out = {}
-    for side, signals in (("long", LONG_SIGNALS), ("short", SHORT_SIGNALS)):
+    for side, signals, direction in (("long", LONG_SIGNALS, 1.0), ("short", SHORT_SIGNALS, -1.0)):
         part = rows[rows["Signal"].isin(signals)]
         outcome = plan_outcome(part["plan_target_session"].to_numpy(), part["plan_stop_session"].to_numpy(), h)
         n = len(part)
@@ -117,6 +129,10 @@ def _plan_table(rows: pd.DataFrame, h: int) -> dict:
             rules = sorted({str(r).split(":")[0] for r in part["PlanRule"].astype(str).unique()})
             out[side]["rule"] = "+".join(rules)
             out[side]["median_reward_risk"] = float(part["RewardRisk"].median()) if n else math.nan
+            result, r = plan_results(outcome, direction, part["Entry"].to_numpy(), part["Stop"].to_numpy(),
+                                     part["Target"].to_numpy(), part[f"fwd_ret_{h}d"].to_numpy())
+            out[side]["mean_result"] = float(np.nanmean(result)) if np.isfinite(result).any() else math.nan
+            out[side]["mean_r"] = float(np.nanmean(r)) if np.isfinite(r).any() else math.nan
     return out
 
 
@@ -177,7 +193,9 @@ def horizon_stats(scores: pd.DataFrame, h: int, seed: int) -> dict:
         "ic_minus_control": {"mean": float(diff.mean()) if len(diff) else math.nan, "t": t_diff},
         "distinguishable": bool(np.isfinite(t_diff) and abs(t_diff) >= T_DISTINGUISHABLE),
         "plans": _plan_table(scores.loc[ok, [c for c in ("Signal", "plan_target_session", "plan_stop_session",
-                                                         "PlanRule", "RewardRisk") if c in scores]], h),
+                                                         "PlanRule", "RewardRisk", "Entry", "Stop", "Target",
+                                                         f"fwd_ret_{h}d")
+                                             if c in scores]], h),
         "ic_series": ic, "control_series": control,
     }
 
