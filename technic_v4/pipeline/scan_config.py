@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from technic_v4.config import build_model
+from technic_v4.config import DataSourceName, build_model
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 
 SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
@@ -22,7 +22,7 @@ class ScanConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_symbols: int = Field(6000, ge=1, le=200_000, description="Most liquid N symbols (20d dollar volume) considered")
-    data_source: Literal["auto", "polygon", "flatfiles", "simulated"] | None = Field(
+    data_source: DataSourceName | None = Field(
         None, description="Overrides TECHNIC_DATA_SOURCE for this scan"
     )
     allow_short_history: bool = Field(
@@ -45,9 +45,10 @@ class ScanConfig(BaseModel):
     )
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
+    csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR (the folder the csv source reads)")
     plan_rule: Literal[PLAN_RULES] = Field(  # type: ignore[valid-type]
         DEFAULT_PLAN_RULE, description="Trade plans: atr (stop 2·ATR, target 3·ATR) or structure (swing stop with an "
-        "ATR floor/cap, next-resistance or 2R target); see docs/scoring.md")
+        "ATR floor/cap, next-resistance or 2R target); see docs/columns.md")
     min_reward_risk: float = Field(DEFAULT_MIN_REWARD_RISK, gt=0, le=20,
                                    description="PlanOK is true when a plan's RewardRisk is at least this")
 
