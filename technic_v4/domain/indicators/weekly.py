@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from technic_v4.domain.indicators.base import Bars
-from technic_v4.domain.indicators.momentum import RSI
+from technic_v4.domain.indicators.momentum import RSI, TALIB_ZERO
 from technic_v4.domain.indicators.trend import SMA
 
 WEEKLY_COLUMNS = ["RSI14_w", "SMA10w", "SMA40w"]
@@ -35,10 +35,39 @@ def week_last(bars: Bars, cols: np.ndarray) -> np.ndarray:
     return last
 
 
+def _right_aligned(window: np.ndarray) -> Bars:
+    """Bars over (rows, K) weekly closes that are already right-aligned (NaN only above each column's first close)."""
+    n_valid = np.isfinite(window).sum(axis=0)
+    last_row = np.where(n_valid > 0, window.shape[0] - 1, -1)
+    return Bars(open=window, high=window, low=window, close=window, volume=window, n_valid=n_valid, last_row=last_row)
+
+
 def weekly_values(window: np.ndarray) -> dict:
     """The weekly columns from (WEEKLY_WINDOW, K) weekly closes per cell, oldest first, NaN above a cell's first."""
-    weekly = Bars.from_arrays(window, window, window, window, window)
+    weekly = _right_aligned(window)
     return {"RSI14_w": RSI(14).latest(weekly)[0], "SMA10w": SMA(10).latest(weekly), "SMA40w": SMA(40).latest(weekly)}
+
+
+def _extend(completed: np.ndarray, partial: np.ndarray, of: np.ndarray) -> dict:
+    """The weekly columns of cells whose window is the (WEEKLY_WINDOW - 1, U) completed closes `completed[:, of]`
+    followed by the cell's own `partial` close: the recursion over the completed closes runs once per distinct window
+    (an evaluation has ~5 sessions per week), then one Wilder step and one addition per cell — the same arithmetic, in
+    the same order, as `weekly_values` on the whole window."""
+    n_completed = np.isfinite(completed).sum(axis=0)
+    _, avg_gain, avg_loss = RSI(14).latest(_right_aligned(completed))
+    alpha = 1.0 / 14
+    change = partial - completed[-1, of]
+    gain = avg_gain[of] + (np.maximum(change, 0.0) - avg_gain[of]) * alpha
+    loss = avg_loss[of] + (np.maximum(-change, 0.0) - avg_loss[of]) * alpha
+    total = gain + loss
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsi = np.where(np.abs(total) < TALIB_ZERO, 0.0, 100.0 * gain / total)
+    rsi[np.isnan(total)] = np.nan
+    rows = completed.shape[0]
+    sums = {k: completed[rows - (k - 1) :].sum(axis=0)[of] for k in (10, 40)}  # NaN unless k - 1 completed closes
+    out = {"RSI14_w": rsi, "SMA10w": (sums[10] + partial) / 10, "SMA40w": (sums[40] + partial) / 40}
+    out["young"] = n_completed[of] < 15  # the seed would include the partial week: computed on the whole window
+    return out
 
 
 def weekly_at(bars: Bars, rows: np.ndarray, cols: np.ndarray, first_rows: np.ndarray | None = None) -> dict:
@@ -55,20 +84,29 @@ def weekly_at(bars: Bars, rows: np.ndarray, cols: np.ndarray, first_rows: np.nda
     slot = before[end_r, end_c]
     closes = np.full(close.shape, np.nan)
     closes[slot, end_c] = close[end_r, end_c]
-    if first_rows is not None:
-        end_row = np.full(close.shape, -1, dtype=np.int32)
-        end_row[slot, end_c] = end_r
     out = {name: np.full(rows.size, np.nan) for name in WEEKLY_COLUMNS}
     back = np.arange(WEEKLY_WINDOW - 1, 0, -1)[:, None]  # 51 .. 1 weekly bars back
     for start in range(0, rows.size, _CELLS_PER_BLOCK):
         r, c = rows[start : start + _CELLS_PER_BLOCK], cols[start : start + _CELLS_PER_BLOCK]
-        m = before[r, c][None, :] - back
-        seen = m >= 0
-        idx = np.maximum(m, 0)
-        window = np.where(seen, closes[idx, c], np.nan)
-        if first_rows is not None:
-            window[end_row[idx, c] < first_rows[start : start + _CELLS_PER_BLOCK]] = np.nan
-        values = weekly_values(np.vstack([window, close[r, c][None, :]]))
+        m = before[r, c]
+        visible = m.astype(np.int64)
+        if first_rows is not None:  # weekly bars that ended above the window's first row are not seen
+            first = np.clip(first_rows[start : start + _CELLS_PER_BLOCK], 0, close.shape[0] - 1)
+            visible = visible - before[first, c]
+        hidden = WEEKLY_WINDOW - 1 - np.minimum(visible, WEEKLY_WINDOW - 1)  # leading completed weeks not seen
+        # Cells of the same symbol, week and visibility share their completed closes.
+        key = (c.astype(np.int64) * (close.shape[0] + 1) + m) * WEEKLY_WINDOW + hidden
+        _, first, of = np.unique(key, return_index=True, return_inverse=True)
+        uc, um, uh = c[first], m[first], hidden[first]
+        completed = closes[np.maximum(um[None, :] - back, 0), uc]
+        completed[np.arange(WEEKLY_WINDOW - 1)[:, None] < uh[None, :]] = np.nan
+        partial = close[r, c]
+        values = _extend(completed, partial, of)
+        young = np.flatnonzero(values.pop("young"))
+        if young.size:
+            whole = weekly_values(np.vstack([completed[:, of[young]], partial[young][None, :]]))
+            for name in WEEKLY_COLUMNS:
+                values[name][young] = whole[name]
         for name in WEEKLY_COLUMNS:
             out[name][start : start + r.size] = values[name]
     return out
