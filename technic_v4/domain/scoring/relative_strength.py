@@ -46,36 +46,72 @@ def market_return(close: np.ndarray, rows: np.ndarray | None = None, bars: int =
     return np.where(np.isfinite(ret), ret, np.nan)
 
 
-def _rank(values: pd.Series, keys: list, ascending: bool) -> pd.Series:
-    return values.groupby(keys, sort=False).rank(method="min", ascending=ascending)
+def group_ranks(values: np.ndarray, groups: np.ndarray, method: str = "average", descending: bool = False):
+    """Rank of each value within its group (1 = smallest, or largest when `descending`), NaN values unranked (NaN).
+    Ties share the average rank (method "average", returned doubled so it stays an integer) or the best ("min")."""
+    values, groups = np.asarray(values, dtype=np.float64), np.asarray(groups, dtype=np.int64)
+    out = np.full(values.size, np.nan)
+    idx = np.flatnonzero(np.isfinite(values))
+    if idx.size == 0:
+        return out
+    v, g = (-values[idx] if descending else values[idx]), groups[idx]
+    order = np.lexsort((v, g))
+    v, g = v[order], g[order]
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    new_block = new_group | np.r_[True, v[1:] != v[:-1]]
+    pos = np.arange(v.size)
+    group_start = np.maximum.accumulate(np.where(new_group, pos, 0))
+    block_first = np.maximum.accumulate(np.where(new_block, pos, 0))
+    block_last = np.r_[np.flatnonzero(new_block)[1:], v.size][np.cumsum(new_block) - 1] - 1
+    if method == "average":  # doubled: (first + last)/2 + 1 ranks, times 2
+        rank = (block_first - group_start) + (block_last - group_start) + 2
+    else:
+        rank = block_first - group_start + 1
+    out[idx[order]] = rank
+    return out
+
+
+def group_medians(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """(n_groups,) median of the finite values of each group (NaN for a group without any)."""
+    ok = np.isfinite(values)
+    v, g = values[ok], groups[ok]
+    order = np.lexsort((v, g))
+    v, g = v[order], g[order]
+    counts = np.bincount(g, minlength=n_groups)
+    start = np.r_[0, np.cumsum(counts)[:-1]]
+    out = np.full(n_groups, np.nan)
+    has = counts > 0
+    lo, hi = start[has] + (counts[has] - 1) // 2, start[has] + counts[has] // 2
+    out[has] = (v[lo] + v[hi]) / 2
+    return out
 
 
 def relative_strength(values, sector: np.ndarray, group: np.ndarray, market_ret_63d: np.ndarray) -> dict:
     """RS_rating, rs_vs_market_63d, sector_rank, rank_in_sector for rows grouped by `group` (one group per day).
 
     `values` holds ret_63d/126d/189d/252d per row; `market_ret_63d` is per row (its day's market return)."""
-    score = pd.Series(composite(values))
-    group = pd.Series(np.asarray(group))
-    by_day = score.groupby(group, sort=False)
-    twice_rank = (2 * by_day.rank(method="average")).to_numpy()  # an integer: ties average consecutive ranks
-    n = by_day.transform("count").to_numpy().astype(np.float64)
+    score = composite(values)
+    day, _ = pd.factorize(np.asarray(group), sort=False)
+    twice_rank = group_ranks(score, day)
+    n = np.bincount(day[np.isfinite(score)], minlength=day.max() + 1 if day.size else 0)[day].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         rating = np.where(n > 1, 1 + np.floor((98 * (twice_rank - 2) + (n - 1)) / (2 * (n - 1))), 50.0)
-    rating = np.where(np.isfinite(score.to_numpy()), rating, np.nan)
+    rating = np.where(np.isfinite(score), rating, np.nan)
     sector = pd.Series(np.asarray(sector, dtype=object))
-    known = (sector != UNKNOWN_SECTOR).to_numpy() & sector.notna().to_numpy()
-    frame = pd.DataFrame({"g": group, "sector": sector, "rating": rating, "score": score})[known]
-    median = frame.groupby(["g", "sector"], sort=False)["rating"].median().rename("median").reset_index()
-    median["sector_rank"] = _rank(median["median"], [median["g"]], ascending=False)
-    sector_rank = frame[["g", "sector"]].merge(median, on=["g", "sector"], how="left")["sector_rank"].to_numpy()
-    in_sector = _rank(frame["score"], [frame["g"], frame["sector"]], ascending=False).to_numpy()
-    out_sector, out_in = np.full(len(score), np.nan), np.full(len(score), np.nan)
-    out_sector[known], out_in[known] = sector_rank, in_sector
+    known = (sector.notna() & (sector != UNKNOWN_SECTOR)).to_numpy()
+    sector_code, names = pd.factorize(sector.where(known), sort=False)  # Unknown/missing -> -1
+    n_sectors = max(len(names), 1)
+    cell = np.where(known, day * n_sectors + np.maximum(sector_code, 0), -1)  # (day, sector) group of each row
+    n_cells = (day.max() + 1) * n_sectors if day.size else 0
+    medians = group_medians(rating[known], cell[known], n_cells)
+    cell_rank = group_ranks(medians, np.arange(n_cells) // n_sectors, method="min", descending=True)
+    sector_rank = np.where(known, cell_rank[np.maximum(cell, 0)], np.nan)
+    in_sector = np.where(known, group_ranks(np.where(known, score, np.nan), cell, "min", descending=True), np.nan)
     return {
         "RS_rating": rating,
         "rs_vs_market_63d": np.asarray(values["ret_63d"], dtype=np.float64) - np.asarray(market_ret_63d, dtype=float),
-        "sector_rank": out_sector,
-        "rank_in_sector": out_in,
+        "sector_rank": sector_rank,
+        "rank_in_sector": in_sector,
     }
 
 
