@@ -329,3 +329,20 @@ def test_real_fixture_flags_and_weekly_columns_match_the_references():
         assert {k: bool(scored.at[sym, k]) for k in ref_flags(o, h, lo, c, v)} == ref_flags(o, h, lo, c, v), sym
         for k, w in ref_weekly(dates, c).items():
             assert scored.at[sym, k] == pytest.approx(w, rel=1e-9, nan_ok=True), (sym, k)
+
+
+def test_fast_series_equal_the_generic_sliding_windows():
+    """The rolling overrides (block extremes, shifted cached SMAs, cross counts) == WindowIndicator's own series."""
+    from technic_v4.domain.indicators import HighestHigh, LaggedSMA, LowestLow, PriorMinRange, SMACross
+    from technic_v4.domain.indicators.base import WindowIndicator
+
+    bars = Bars.from_panel(PANEL)
+    for ind in (HighestHigh(251, skip=1), LowestLow(20, skip=1), HighestHigh(10), PriorMinRange(6), LaggedSMA(200, 21)):
+        np.testing.assert_array_equal(ind.series(bars), WindowIndicator.series(ind, bars), err_msg=repr(ind))
+    cross = SMACross()
+    fast = cross.series(bars)
+    window = cross.window
+    for t in range(window - 1, T):  # the latest-value path on every prefix
+        last = cross._crosses(cross._diffs(bars.close[t - window + 1 : t + 1]))
+        np.testing.assert_array_equal(np.c_[fast[0][t], fast[1][t]], np.c_[last[0], last[1]], err_msg=str(t))
+    assert np.nansum(fast[0]) > 0 and np.nansum(fast[1]) > 0

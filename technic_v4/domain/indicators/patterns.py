@@ -42,10 +42,42 @@ CROSS_SESSIONS = 5
 NR_BARS = 7
 
 
+def rolling_extreme(x: np.ndarray, k: int, ufunc=np.maximum) -> np.ndarray:
+    """(T, N) max (ufunc=np.maximum) or min (np.minimum) of the k rows ending at each row; NaN for the first k - 1 rows
+    and wherever the window holds a NaN. Van Herk / Gil-Werman: prefix and suffix extremes within blocks of k rows, so
+    the cost does not grow with k (a sliding window of 251 highs would read each value 251 times). Exact."""
+    n_rows, n_cols = x.shape
+    out = np.full((n_rows, n_cols), np.nan)
+    if n_rows < k:
+        return out
+    fill = -np.inf if ufunc is np.maximum else np.inf
+    holes = np.isnan(x)
+    padded = np.full((-(-n_rows // k) * k, n_cols), fill)
+    padded[:n_rows] = np.where(holes, fill, x)
+    blocks = padded.reshape(-1, k, n_cols)
+    prefix = ufunc.accumulate(blocks, axis=1).reshape(-1, n_cols)
+    suffix = ufunc.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].reshape(-1, n_cols)
+    out[k - 1 :] = ufunc(suffix[: n_rows - k + 1], prefix[k - 1 : n_rows])
+    count = np.cumsum(holes, axis=0, dtype=np.int32)
+    in_window = count[k - 1 :].copy()
+    in_window[1:] -= count[: n_rows - k]
+    out[k - 1 :][in_window > 0] = np.nan
+    return out
+
+
+def shifted(x: np.ndarray, rows: int) -> np.ndarray:
+    """x moved down `rows` rows (the value `rows` bars earlier), NaN on top."""
+    out = np.full(x.shape, np.nan)
+    if rows < x.shape[0]:
+        out[rows:] = x[: x.shape[0] - rows]
+    return out
+
+
 class HighestHigh(WindowIndicator):
     """Highest high of the `period` bars ending `skip` bars before today (skip=1: the prior bars, today excluded)."""
 
     inputs = ("high",)
+    _ufunc = np.maximum
 
     def __init__(self, period: int, skip: int = 0):
         self.period = check_int("HighestHigh", "period", period, 1, "look at least at one bar")
@@ -56,11 +88,17 @@ class HighestHigh(WindowIndicator):
     def reduce(self, x: np.ndarray) -> np.ndarray:
         return x[: self.period].max(axis=0)
 
+    def series(self, bars: Bars) -> np.ndarray:
+        if self.period <= 20:  # short windows: the plain sliding window is as fast
+            return super().series(bars)
+        return shifted(rolling_extreme(bars.field(self.inputs[0]), self.period, type(self)._ufunc), self.skip)
+
 
 class LowestLow(HighestHigh):
     """Lowest low of the `period` bars ending `skip` bars before today."""
 
     inputs = ("low",)
+    _ufunc = np.minimum
 
     def reduce(self, x: np.ndarray) -> np.ndarray:
         return x[: self.period].min(axis=0)
@@ -79,6 +117,9 @@ class PriorMinRange(WindowIndicator):
     def reduce(self, high: np.ndarray, low: np.ndarray) -> np.ndarray:
         return (high[:-1] - low[:-1]).min(axis=0)
 
+    def series(self, bars: Bars) -> np.ndarray:
+        return shifted(rolling_extreme(bars.high - bars.low, self.period, np.minimum), 1)
+
 
 class LaggedSMA(WindowIndicator):
     """SMA(period) as it was `lag` bars ago (trend template criterion 3 compares SMA200 with its value a month ago)."""
@@ -91,6 +132,11 @@ class LaggedSMA(WindowIndicator):
 
     def reduce(self, x: np.ndarray) -> np.ndarray:
         return x[: self.period].mean(axis=0)
+
+    def series(self, bars: Bars) -> np.ndarray:
+        from technic_v4.domain.indicators.trend import SMA
+
+        return shifted(SMA(self.period, self.inputs[0]).compute(bars), self.lag)  # the cached SMA series, moved
 
 
 class SMACross(WindowIndicator):
@@ -123,17 +169,21 @@ class SMACross(WindowIndicator):
         return self._crosses(self._diffs(bars.close[-self.window :]))
 
     def series(self, bars: Bars):
-        # The full series from the two SMA series (rolled, so the evaluation pays one mean per SMA, not one per window).
+        # From the two (cached) SMA series: a cross event per bar, then "any event among the last `sessions` bars"
+        # as a rolling count, known where the diff `sessions` bars back is (the compacted SMAs are NaN only on top).
         from technic_v4.domain.indicators.trend import SMA
 
         diff = SMA(self.fast).compute(bars) - SMA(self.slow).compute(bars)
-        n_rows = diff.shape[0]
-        golden, death = np.full(diff.shape, np.nan), np.full(diff.shape, np.nan)
-        if n_rows > self.sessions:
-            stacked = np.stack([diff[j : n_rows - self.sessions + j] for j in range(self.sessions + 1)])
-            g, d = self._crosses(stacked)
-            golden[self.sessions :], death[self.sessions :] = g, d
-        return golden, death
+        out = []
+        with np.errstate(invalid="ignore"):
+            events = ((diff[1:] > 0) & (diff[:-1] <= 0), (diff[1:] < 0) & (diff[:-1] >= 0))
+        known = np.isfinite(shifted(diff, self.sessions))
+        for event in events:
+            count = np.zeros(diff.shape, dtype=np.int32)
+            count[1:] = np.cumsum(event, axis=0, dtype=np.int32)
+            recent = count - shifted(count.astype(np.float64), self.sessions)
+            out.append(np.where(known, recent > 0, np.nan))
+        return tuple(out)
 
 
 def _flag(x) -> np.ndarray:
