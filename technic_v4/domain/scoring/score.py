@@ -28,7 +28,8 @@ TechRating = 3·Trend + 3·Momentum + 2·Volume + Volatility + Oscillator + Brea
   Factors multiply. The Signal thresholds below apply to the adjusted rating.
 Signal: Strong Long if TechRating >= 22 and Trend >= 2 and Momentum >= 1; else Long if TechRating >= 16 and Trend >= 1;
   Strong Short if TechRating <= -22 and Trend <= -2 and Momentum <= -1; else Short if TechRating <= -16 and Trend <= -1;
-  Avoid otherwise, and Avoid whenever a trade plan is impossible (NaN rating, ATR14 NaN or <= 0, a long's stop <= 0).
+  Avoid otherwise, and Avoid whenever a trade plan is impossible (NaN rating, ATR14 NaN or <= 0, a long's stop <= 0,
+  a short's target <= 0).
 Trade plan (`plans`): Entry/Stop/Target/RewardRisk/PlanRule/PlanOK by the ATR rule (stop 2·ATR, 2.5·ATR in HIGH_VOL,
   target 3·ATR) or the structure rule (swing low/high stop with an ATR floor and cap, next resistance or 2R target),
   chosen by `plan_rule`; Avoid rows have NaN prices.
