@@ -178,13 +178,13 @@ def test_cli_lists_screens_and_rejects_a_bad_where_before_scanning(prefect_api, 
     assert unknown.exit_code == 2 and "unknown screen" in unknown.output and "mine" in unknown.output
 
 
-def test_config_parses_where_without_numpy_or_pandas():
-    """The CLI builds its ScanConfig before the heavy imports (the Prefect API starts meanwhile): keep it so."""
+def test_screen_names_and_where_validate_without_numpy_or_pandas():
+    """What the configs call to validate `where` / `screens` stays light (the CLI validates before heavy imports)."""
     import subprocess
     import sys
 
-    code = ("import sys; from technic_v4.pipeline.scan_config import ScanConfig; "
-            "ScanConfig(where='RSI14 < 30 and Sector in (\"Energy\")', screens='breakouts'); "
+    code = ("import sys; from technic_v4.pipeline.screens.model import valid_names, valid_where; "
+            "valid_where('RSI14 < 30 and Sector in (\"Energy\")'); valid_names('breakouts,rs-leaders'); "
             "print('pandas' in sys.modules, 'numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
