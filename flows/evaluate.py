@@ -102,7 +102,7 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     require_days(bars, last)
     evaluated = [d for d in evaluated if d in set(bars.days)]
     with timer.stage("load_panel"):
-        panel = load_panel(run.store, bars.days, splits=splits)
+        panel = load_panel(run.store, bars.days, splits=splits, cache=run.settings.panel_cache)
     with timer.stage("universe"):
         prepared = prepare(panel, reference, splits, evaluated, config)
         del panel  # the job holds the clean panel of the symbols that matter
