@@ -1,6 +1,6 @@
 """Python entry point of the walk-forward evaluation, mirroring run_scan:
 
-    scores, summary = run_evaluation(EvalConfig(start=date, end=date, max_symbols=6000, horizons=(1, 5, 21)))
+    scores, summary = run_evaluation(EvalConfig(start=date, end=date, max_symbols=6000, horizons=(1, 5, 21, 63)))
 
 `scores` has one row per (session, symbol) a scan as of that session kept: Date, Symbol, Close, TechRating, Signal,
 Regime, Entry, Stop, Target, fwd_ret_{h}d, plan_target_session, plan_stop_session. `summary` holds the statistics
