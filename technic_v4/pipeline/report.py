@@ -110,7 +110,22 @@ def format_message(s: ScanSummary) -> str:
         lines.append(f"watchlist symbols not found: {short_list(s.unknown_watchlist)}")
     lines += universe_lines(s)
     lines.append(_changes(s))
+    lines += seen_lines(s.seen)
     return "\n".join(lines)
+
+
+def seen_lines(seen: dict) -> list[str]:
+    """Charts, report and alerts of the run (flows/present.py), for the message."""
+    if not seen:
+        return []
+    c, a = seen["charts"], seen["alerts"]
+    lines = [f"report {seen['report']} ({seen['report_bytes'] / 1024:.0f} KB) | charts {c['charts']} in "
+             f"{c['seconds']:.2f} s" + (f", FAILED {short_list(c['failed'])}" if c["failed"] else "")]
+    changed = seen.get("changed_screens", [])
+    lines.append(f"screens changed: {short_list(changed)} | events {len(seen['events'])} | alerts sent "
+                 f"{len(a['sent'])}, duplicates skipped {len(a['duplicates'])}"
+                 + (f", DELIVERY FAILED: {'; '.join(a['failed'].values())}" if a["failed"] else ""))
+    return lines
 
 
 def _metrics_rows(m) -> list[tuple[str, str]]:
@@ -132,7 +147,14 @@ def _metrics_rows(m) -> list[tuple[str, str]]:
     ]
 
 
-def render_markdown(s: ScanSummary, results: pd.DataFrame) -> str:
+def render_diagnostics(s: ScanSummary) -> str:
+    """The engineering metrics on their own (the Prefect `scan-diagnostics` artifact)."""
+    rows = "\n".join(f"| {k} | {v} |" for k, v in _metrics_rows(s.metrics))
+    return f"# Diagnostics {s.as_of}\n\n| metric | value |\n|---|---|\n{rows}\n"
+
+
+def render_markdown(s: ScanSummary, results: pd.DataFrame, metrics: bool = True) -> str:
+    """The scan report (latest.md); `metrics=False` leaves the engineering metrics to render_diagnostics."""
     m = s.metrics
     parts = [f"# Scan {s.as_of}" + (" (SIMULATED)" if s.simulated else "")]
     if s.simulated:
@@ -146,7 +168,8 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame) -> str:
     parts.append(f"## Since last scan\n{_changes(s)}\n\n- new: {short_list(ch['new'])}\n"
                  f"- dropped: {short_list(ch['dropped'])}\n- flipped: {short_list(ch['changed'])}")
     rows = "\n".join(f"| {k} | {v} |" for k, v in _metrics_rows(m))
-    parts.append(f"## Metrics (measured)\n| metric | value |\n|---|---|\n{rows}")
+    if metrics:
+        parts.append(f"## Metrics (measured)\n| metric | value |\n|---|---|\n{rows}")
     if s.split_changed:
         parts.append(f"## New splits\n{short_list(s.split_changed)}")
     if upkeep := universe_lines(s):
@@ -160,3 +183,53 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame) -> str:
     if len(top):
         parts.append("## Top ranked\n" + top.to_markdown(index=False, floatfmt=".2f"))
     return "\n\n".join(parts) + "\n"
+
+
+SIGNAL_ORDER = ("Strong Long", "Long", "Short", "Strong Short")
+LONGS, SHORTS = {"Strong Long", "Long"}, {"Short", "Strong Short"}
+
+
+def signals_label(signals) -> str:
+    """The run's signals filter in a trader's words: longs-only, shorts-only, the list, or all signals."""
+    if not signals:
+        return "all signals"
+    chosen = set(signals)
+    return "longs-only" if chosen == LONGS else "shorts-only" if chosen == SHORTS else " + ".join(signals)
+
+
+def run_headline(s: ScanSummary, shown: pd.DataFrame, signals, max_symbols: int) -> str:
+    """What a run found and with which settings, in one line (the flow run's name, the report's headline):
+    "2026-12-02 · 37 Strong Long / 193 Long · top TWDS · longs-only, 2,500 symbols"."""
+    counts = shown["Signal"].value_counts() if len(shown) else pd.Series(dtype=int)
+    found = " / ".join(f"{int(counts[k]):,} {k}" for k in SIGNAL_ORDER if counts.get(k, 0)) or "no signals"
+    top = f" · top {shown['Symbol'].iloc[0]}" if len(shown) else ""
+    sim = " · SIMULATED" if s.simulated else ""
+    return f"{s.as_of} · {found}{top} · {signals_label(signals)}, {max_symbols:,} symbols{sim}"
+
+
+# Fixed decimals per column of the trader's table, so the Prefect table's numbers line up (46.6 / 1.50 / 36.0).
+TOP_DECIMALS = {"TechRating": 1, "RSI14": 1, "ret_21d %": 1, "ATR14_pct %": 1, "MarketCap $B": 1}
+GLOSSARY = {
+    "Signal": "Strong Long / Long / Short / Strong Short from TechRating, trend and momentum (Avoid otherwise)",
+    "TechRating": "3·Trend + 3·Momentum + 2·Volume + Volatility + Oscillator + Breakout sub-scores (each -3..3)",
+    "Entry / Stop / Target": "the trade plan: entry at the close, stop and target from ATR14",
+    "RewardRisk": "(Target - Entry) / (Entry - Stop)",
+    "RSI14": "Wilder's 14-session RSI",
+    "ret_21d %": "return over the last 21 sessions",
+    "ATR14_pct %": "14-session average true range as % of the close",
+    "MarketCap $B": "shares outstanding x last close, billions of USD",
+}
+
+
+def top_table_text(results: pd.DataFrame, n: int = 50) -> list[dict]:
+    """top_table with every number as text at fixed decimals (2 unless TOP_DECIMALS says otherwise)."""
+    def text(col, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            return v
+        return f"{v:,.{TOP_DECIMALS.get(col, 2)}f}"
+
+    return [{c: text(c, v) for c, v in r.items()} for r in top_table(results, n)]
+
+
+def glossary_markdown() -> str:
+    return "  \n".join(f"**{k}**: {v}" for k, v in GLOSSARY.items())

@@ -44,6 +44,10 @@ class ScanConfig(BaseModel):
     )
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
+    chart_top: int = Field(
+        12, ge=0, le=200, description="Charts of the top N rows of each published table, in the report and the "
+        "Prefect UI (0 = no charts)"
+    )
 
     @field_validator("watchlist", mode="before")
     @classmethod

@@ -63,6 +63,7 @@ class ScanSummary:
     provisional_days: list[str] = field(default_factory=list)  # fetched before their settle time; refetched later
     short_history: dict = field(default_factory=dict)  # a rate-limited first scan's shorter window and rows it leaves short
     paths: dict[str, str] = field(default_factory=dict)
+    seen: dict = field(default_factory=dict)  # charts, report.html, events and alerts of this run (flows/present.py)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +109,7 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         regime_detail=regime.as_dict(),
         prescreen=screened.result.as_dict(),
         signals=signal_counts(results),
-        changes=signal_changes(previous, results),
+        changes=signal_changes(previous, results, run.config.signals),
         missing_days=dict(bars.failed),
         unknown_watchlist=screened.unknown_watchlist,
         quarantine=quarantine,
