@@ -27,7 +27,7 @@ from technic_v4.pipeline.runtime import ScanRuntime
 from technic_v4.pipeline.summary import ScanSummary
 from technic_v4.store.atomic import atomic_write_text
 
-ARTIFACT_ROWS = 25  # rows of a table's charts artifact (the report has more, the CSV all)
+ARTIFACT_ROWS = 12  # rows of a table's charts artifact (the report has more, the CSV all)
 CHART_WORKERS = 2
 
 
@@ -42,9 +42,14 @@ def artifact_key(name: str, suffix: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"{name}-{suffix}".lower()).strip("-")
 
 
+ARTIFACT_COLUMNS = ["Symbol", "Signal", "TechRating", "Close", "Entry", "Stop", "Target", "RewardRisk", "Sector"]
+
+
 def table_markdown(name: str, frame: pd.DataFrame, charts: ChartsReport | None, summary: ScanSummary,
                    files: dict[str, str]) -> str:
+    """The rows a chart shows and the charts below them; fits the artifact page's ~900 px column."""
     rows = pd.DataFrame(top_table_text(frame, ARTIFACT_ROWS))
+    rows = rows[[c for c in ARTIFACT_COLUMNS if c in rows]]
     parts = [f"# {name}: top {len(rows)} of {len(frame):,} · {summary.as_of}" + (" (SIMULATED)" if summary.simulated
                                                                                  else "")]
     if len(rows):

@@ -60,6 +60,7 @@ class ChartResult:
     path: Path | None = None
     error: str | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this chart's thread CPU time: what it costs when the box is not shared
     tables: list[str] = field(default_factory=list)  # the published tables whose top rows include this symbol
 
 
@@ -79,7 +80,8 @@ class ChartsReport:
 
     def as_dict(self) -> dict:
         return {"charts": len(self.charts) - len(self.failures), "failed": {c.symbol: c.error for c in self.failures},
-                "seconds": round(self.seconds, 3), "workers": self.workers,
+                "seconds": round(self.seconds, 3), "cpu_seconds": round(sum(c.cpu_seconds for c in self.charts), 3),
+                "workers": self.workers,
                 "folder": str(self.folder) if self.folder else None}
 
 
@@ -265,7 +267,7 @@ def render_charts(panel: Panel, market: MarketProxy, tables: Sequence[tuple[str,
     wanted = top_rows(tables, top_n) if top_n > 0 else {}
 
     def one(sym: str, row: dict, names: list[str]) -> ChartResult:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         result = ChartResult(symbol=sym, title=chart_title(row, simulated), tables=names)
         try:
             path = chart_file(folder, sym)
@@ -273,7 +275,7 @@ def render_charts(panel: Panel, market: MarketProxy, tables: Sequence[tuple[str,
             result.path = path
         except Exception as exc:  # noqa: BLE001 - a chart is never worth a failed scan; reported instead
             result.error = f"{type(exc).__name__}: {exc}"
-        result.seconds = time.perf_counter() - t0
+        result.seconds, result.cpu_seconds = time.perf_counter() - t0, time.thread_time() - cpu0
         return result
 
     workers = max(1, min(workers, len(wanted)))

@@ -120,7 +120,8 @@ def seen_lines(seen: dict) -> list[str]:
         return []
     c, a = seen["charts"], seen["alerts"]
     lines = [f"report {seen['report']} ({seen['report_bytes'] / 1024:.0f} KB) | charts {c['charts']} in "
-             f"{c['seconds']:.2f} s" + (f", FAILED {short_list(c['failed'])}" if c["failed"] else "")]
+             f"{c['seconds']:.2f} s ({c.get('cpu_seconds', 0.0):.2f} s CPU)"
+             + (f", FAILED {short_list(c['failed'])}" if c["failed"] else "")]
     changed = seen.get("changed_screens", [])
     lines.append(f"screens changed: {short_list(changed)} | events {len(seen['events'])} | alerts sent "
                  f"{len(a['sent'])}, duplicates skipped {len(a['duplicates'])}"
