@@ -160,7 +160,8 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame, metrics: bool = True)
     parts = [f"# Scan {s.as_of}" + (" (SIMULATED)" if s.simulated else "")]
     if s.simulated:
         parts.append(f"> **{SIM_BANNER}**")
-    parts.append(f"**Regime:** {s.regime}  \n**Source:** {s.source}  \n**Configuration:** {s.config_key}")
+    parts.append(f"**Regime:** {s.regime}  \n**Source:** {s.source}  \n**Configuration {s.config_key}:** "
+                 f"{config_text(s.settings)}")
     parts.append("## Prescreen\n| reason | filtered |\n|---|---|\n" + "\n".join(
         f"| {k} | {v:,} |" for k, v in s.prescreen["filtered"].items()
     ) + f"\n| **kept** | **{s.prescreen['kept']:,}** of {s.prescreen['universe']:,} |")
@@ -234,3 +235,19 @@ def top_table_text(results: pd.DataFrame, n: int = 50) -> list[dict]:
 
 def glossary_markdown() -> str:
     return "  \n".join(f"**{k}**: {v}" for k, v in GLOSSARY.items())
+
+
+def config_text(settings: dict) -> str:
+    """The configuration key explained: the settings that shape the table (runs that share them share history)."""
+    if not settings:
+        return "(settings not recorded)"
+    g = settings.get
+    parts = [f"{g('max_symbols', 0):,} symbols", f"lookback {g('lookback_days')} sessions",
+             f"market cap ≥ ${g('min_market_cap', 0) / 1e6:,.0f}M", f"avg volume ≥ {g('min_avg_volume', 0):,.0f}",
+             f"price ≥ ${g('min_price', 0):,.2f}", "sectors " + (", ".join(g("sectors")) if g("sectors") else "all")]
+    if g("watchlist"):
+        parts.append(f"watchlist {short_list(g('watchlist'), 10)}")
+    if g("intraday"):
+        parts.append("intraday")
+    return "; ".join(parts) + f"; {signals_label(g('signals'))} shown (history and 'since last scan' are kept per " \
+        "configuration)"

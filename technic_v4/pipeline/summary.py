@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from technic_v4.pipeline.publish import signal_changes
+from technic_v4.pipeline.state import RESULT_FIELDS
 
 
 @dataclass
@@ -63,6 +64,7 @@ class ScanSummary:
     provisional_days: list[str] = field(default_factory=list)  # fetched before their settle time; refetched later
     short_history: dict = field(default_factory=dict)  # a rate-limited first scan's shorter window and rows it leaves short
     paths: dict[str, str] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # the run's result settings and signals filter (config_text)
     seen: dict = field(default_factory=dict)  # charts, report.html, events and alerts of this run (flows/present.py)
 
     def as_dict(self) -> dict:
@@ -119,6 +121,7 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         previous_as_of=previous_as_of,
         provisional_days=list(bars.provisional),
         short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback),
+        settings=run.config.model_dump(mode="json", include={*RESULT_FIELDS, "signals"}),
     )
 
 
