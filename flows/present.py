@@ -73,8 +73,8 @@ async def present_scan(run: ScanRuntime, summary: ScanSummary, tables: Sequence[
     folder = run_folder(run.settings.data_dir, summary.flow_run_id)
     headline = run_headline(summary, tables[0][1] if tables else pd.DataFrame(), run.config.signals,
                             run.config.max_symbols)
-    changes = [screen_change(name, run.config_key, summary.as_of, prev, prev_as_of, frame, run.config.signals)
-               for (name, frame), (prev, prev_as_of) in zip(tables, previous)]
+    changes = [screen_change(name, run.config_key, summary.as_of, prev, prev_as_of, frame, run.config.signals,
+                             simulated=summary.simulated) for (name, frame), (prev, prev_as_of) in zip(tables, previous)]
     report_path = folder / "report.html"
 
     async def charts_stage() -> ChartsReport | None:

@@ -41,6 +41,7 @@ class ScreenChange:
     new: list[dict] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
     flipped: list[dict] = field(default_factory=list)
+    simulated: bool = False
 
     @property
     def first_scan(self) -> bool:
@@ -61,7 +62,7 @@ class ScreenChange:
     def payload(self) -> dict:
         return {"screen": self.screen, "config_key": self.config_key, "as_of": self.as_of,
                 "previous_as_of": self.previous_as_of, "first_scan": self.first_scan, "members": self.members,
-                "new": self.new, "dropped": self.dropped, "flipped": self.flipped}
+                "simulated": self.simulated, "new": self.new, "dropped": self.dropped, "flipped": self.flipped}
 
 
 def members(table: pd.DataFrame | None, signals: Sequence[str] | None) -> pd.DataFrame:
@@ -88,13 +89,14 @@ def fingerprint(current: pd.DataFrame) -> str:
 
 
 def screen_change(screen: str, config_key: str, as_of: str, previous: pd.DataFrame | None,
-                  previous_as_of: str | None, current: pd.DataFrame, signals: Sequence[str] | None) -> ScreenChange:
+                  previous_as_of: str | None, current: pd.DataFrame, signals: Sequence[str] | None,
+                  simulated: bool = False) -> ScreenChange:
     cur, prev = members(current, signals), members(previous, signals)
     both = cur.index.intersection(prev.index)
     flipped = [s for s in both if cur.at[s, "Signal"] != prev.at[s, "Signal"]]
     return ScreenChange(
         screen=screen, config_key=config_key, as_of=as_of, previous_as_of=previous_as_of, members=len(cur),
-        fingerprint=fingerprint(cur),
+        fingerprint=fingerprint(cur), simulated=simulated,
         new=[_record(cur.loc[s]) for s in cur.index.difference(prev.index)],
         dropped=[_record(prev.loc[s]) for s in prev.index.difference(cur.index)],
         flipped=[_record(cur.loc[s], prev.loc[s]) for s in flipped])
