@@ -135,3 +135,16 @@ def test_dedupe_key_survives_a_retried_notify(tmp_path):
     second = notify([change], ["json://127.0.0.1:9/x"], tmp_path, simulated=False, deliver=deliver)
     assert len(sent) == 1 and first.sent == [change.dedupe_key] and second.duplicates == [change.dedupe_key]
     assert "B (Short -19.0)" in sent[0][2] and "A (Long 20.0)" in sent[0][2]
+
+
+def test_alert_urls_setting_is_validated_and_never_echoed(monkeypatch):
+    from technic_v4.config import load_settings
+    from technic_v4.errors import ConfigError
+
+    monkeypatch.setenv("TECHNIC_ALERT_URLS", "json://127.0.0.1:9/a, slack://tokenA/tokenB")
+    assert load_settings().alert_url_list() == ["json://127.0.0.1:9/a", "slack://tokenA/tokenB"]
+    assert "tokenA" not in repr(load_settings())
+    monkeypatch.setenv("TECHNIC_ALERT_URLS", "json://ok/x secret-token-no-scheme")
+    with pytest.raises(ConfigError, match="TECHNIC_ALERT_URLS") as err:
+        load_settings()
+    assert "secret-token" not in str(err.value) and "[2]" in str(err.value)
