@@ -231,31 +231,39 @@ def run_headline(s: ScanSummary, shown: pd.DataFrame, signals, max_symbols: int)
 
 
 # Fixed decimals per column of the trader's table, so the Prefect table's numbers line up (46.6 / 1.50 / 36.0).
-TOP_DECIMALS = {"TechRating": 1, "RSI14": 1, "ret_21d %": 1, "ATR14_pct %": 1, "MarketCap $B": 1}
+TOP_DECIMALS = {"TechRating": 1, "RSI14": 1, "21d %": 1, "ATR %": 1, "Cap $B": 1}
+# Short headers and Sector last, so the Prefect table fits a 1,600 px window (its column is ~1,000 px wide).
+TOP_TEXT_HEADERS = {"ret_21d %": "21d %", "ATR14_pct %": "ATR %", "MarketCap $B": "Cap $B"}
 GLOSSARY = {
     "Signal": "Strong Long / Long / Short / Strong Short from TechRating, trend and momentum (Avoid otherwise)",
     "TechRating": "3·Trend + 3·Momentum + 2·Volume + Volatility + Oscillator + Breakout sub-scores (each -3..3)",
-    "Entry / Stop / Target": "the trade plan: entry at the close, stop and target from ATR14",
+    "Entry / Stop / Target": "the trade plan (stop and target from ATR14)",
     "RewardRisk": "(Target - Entry) / (Entry - Stop)",
     "RSI14": "Wilder's 14-session RSI",
-    "ret_21d %": "return over the last 21 sessions",
-    "ATR14_pct %": "14-session average true range as % of the close",
-    "MarketCap $B": "shares outstanding x last close, billions of USD",
+    "21d %": "return over the last 21 sessions",
+    "ATR %": "14-session average true range, % of the close",
+    "Cap $B": "market cap, billions of USD",
 }
 
 
 def top_table_text(results: pd.DataFrame, n: int = 50) -> list[dict]:
-    """top_table with every number as text at fixed decimals (2 unless TOP_DECIMALS says otherwise)."""
+    """top_table with short headers, Sector last and every number as text at fixed decimals (2 unless
+    TOP_DECIMALS says otherwise)."""
     def text(col, v):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
             return v
         return f"{v:,.{TOP_DECIMALS.get(col, 2)}f}"
 
-    return [{c: text(c, v) for c, v in r.items()} for r in top_table(results, n)]
+    out = []
+    for r in top_table(results, n):
+        r = {TOP_TEXT_HEADERS.get(c, c): v for c, v in r.items()}
+        r = {**{c: v for c, v in r.items() if c != "Sector"}, **({"Sector": r["Sector"]} if "Sector" in r else {})}
+        out.append({c: text(c, v) for c, v in r.items()})
+    return out
 
 
 def glossary_markdown() -> str:
-    return "  \n".join(f"**{k}**: {v}" for k, v in GLOSSARY.items())
+    return "Columns: " + "; ".join(f"**{k}** {v}" for k, v in GLOSSARY.items())
 
 
 def config_text(settings: dict) -> str:
