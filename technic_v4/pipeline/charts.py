@@ -10,6 +10,7 @@ Each PNG carries its title in its metadata ("Title"), so a reader (or a test) ca
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -144,19 +145,10 @@ def _boxes(x: np.ndarray, bottom: np.ndarray, top: np.ndarray, width: float) -> 
 
 def render_chart(bars: SymbolBars, row: Mapping, path: Path, simulated: bool) -> str:
     """Draw one chart into `path` (PNG, written atomically); returns its title."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import LineCollection, PolyCollection
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     title = chart_title(row, simulated)
-    fig = Figure(figsize=CHART_SIZE_IN, dpi=CHART_DPI)
-    FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(3, 1, height_ratios=(5, 1.3, 1.3), hspace=0.06, left=0.06, right=0.9, top=0.93,
-                            bottom=0.07)
-    ax = fig.add_subplot(grid[0])
-    vol_ax = fig.add_subplot(grid[1], sharex=ax)
-    rs_ax = fig.add_subplot(grid[2], sharex=ax)
+    fig, ax, vol_ax, rs_ax = _blank_figure()
     n = len(bars.close)
     x = np.arange(n, dtype=float)
     up = bars.close >= bars.open
@@ -190,33 +182,62 @@ def render_chart(bars: SymbolBars, row: Mapping, path: Path, simulated: bool) ->
     ax.set_title(title, fontsize=11, loc="left")
     if name := row.get("Name"):
         ax.set_title(str(name)[:40], fontsize=8, loc="right", color="#555555")
-    ax.grid(alpha=0.25, axis="y")
     vol = np.nan_to_num(bars.volume)
     vol_ax.add_collection(PolyCollection(_boxes(x, np.zeros(n), vol, 0.6), facecolors=colors, alpha=0.6,
                                          linewidths=0))
     vol_ax.set_ylim(0, max(vol.max(), 1.0) * 1.1)
-    vol_ax.yaxis.set_major_formatter(_short_number)
-    vol_ax.set_ylabel("volume", fontsize=7)
     rs_ax.plot(x, bars.rs, color="#0277bd", linewidth=1.0)
     rs_ax.axhline(100, color="#999999", linewidth=0.6)
     market = "SPY" if bars.market_source == "SPY" else "market"
     rs_ax.set_ylabel(f"RS vs {market}", fontsize=7)
     if bars.market_source not in ("SPY", "none"):
         rs_ax.text(0.01, 0.9, f"market = {bars.market_source}", transform=rs_ax.transAxes, fontsize=6, va="top")
+    rs_ax.relim()
+    rs_ax.autoscale_view(scalex=False)
     ticks = _month_ticks(bars.dates)
     rs_ax.set_xticks(ticks, [str(bars.dates[i])[:7] for i in ticks])
-    # few ticks: building tick objects was the largest cost of a chart (profiled)
-    for a, count in ((ax, 6), (vol_ax, 2), (rs_ax, 2)):
-        a.yaxis.set_major_locator(MaxNLocator(count))
-        a.tick_params(labelsize=7)
-    for a in (ax, vol_ax):
-        a.tick_params(labelbottom=False)
-    for a in (vol_ax, rs_ax):
-        a.yaxis.tick_right()
     # zlib level 3: a third of level 6's encoding time for files ~10 % larger (encoding releases the GIL)
     atomic_write(path, lambda p: fig.savefig(p, format="png", metadata={"Title": title},
                                              pil_kwargs={"compress_level": 3}))
     return title
+
+
+_THREAD = threading.local()
+
+
+def _blank_figure():
+    """This thread's figure with its three axes, emptied of the last chart's artists. Building a figure, its axes
+    and their tick objects was the largest cost of a chart (profiled), so each thread builds one and reuses it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    made = getattr(_THREAD, "figure", None)
+    if made is None:
+        fig = Figure(figsize=CHART_SIZE_IN, dpi=CHART_DPI)
+        FigureCanvasAgg(fig)
+        grid = fig.add_gridspec(3, 1, height_ratios=(5, 1.3, 1.3), hspace=0.06, left=0.06, right=0.9, top=0.93,
+                                bottom=0.07)
+        ax = fig.add_subplot(grid[0])
+        vol_ax = fig.add_subplot(grid[1], sharex=ax)
+        rs_ax = fig.add_subplot(grid[2], sharex=ax)
+        for a, count in ((ax, 6), (vol_ax, 2), (rs_ax, 2)):  # few ticks: tick objects are costly
+            a.yaxis.set_major_locator(MaxNLocator(count))
+            a.tick_params(labelsize=7)
+        for a in (ax, vol_ax):
+            a.tick_params(labelbottom=False)
+        for a in (vol_ax, rs_ax):
+            a.yaxis.tick_right()
+        ax.grid(alpha=0.25, axis="y")
+        vol_ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
+        vol_ax.set_ylabel("volume", fontsize=7)
+        made = _THREAD.figure = (fig, ax, vol_ax, rs_ax)
+    for a in made[1:]:
+        for artist in [*a.lines, *a.collections, *a.texts, *a.patches]:
+            artist.remove()
+        for loc in ("left", "right"):
+            a.set_title("", loc=loc)
+    return made
 
 
 def prepare() -> None:
