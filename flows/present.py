@@ -22,7 +22,7 @@ from technic_v4.pipeline.alerts import notify, screen_change
 from technic_v4.pipeline.charts import ChartsReport, render_charts
 from technic_v4.pipeline.charts import prepare as charts_prepare
 from technic_v4.pipeline.report import glossary_markdown, run_headline, top_table_text
-from technic_v4.pipeline.report_html import image_data_uri, render_report, run_folder
+from technic_v4.pipeline.report_html import render_report, run_folder, thumbnail_data_uri
 from technic_v4.pipeline.runtime import ScanRuntime
 from technic_v4.pipeline.summary import ScanSummary
 from technic_v4.store.atomic import atomic_write_text
@@ -59,7 +59,7 @@ def table_markdown(name: str, frame: pd.DataFrame, charts: ChartsReport | None, 
                                       + ["right"] * (rows.shape[1] - 2)))
     if charts is not None:
         for c in charts.for_table(name):
-            parts.append(f"![{c.title}]({image_data_uri(c.path)})")
+            parts.append(f"![{c.title}]({thumbnail_data_uri(c.path)})")
         parts += [f"chart of {c.symbol} failed: {c.error}" for c in charts.failures if name in c.tables]
     parts.append("Full table: " + " · ".join(f"[{k}]({Path(v).as_uri()})" for k, v in files.items()))
     parts.append("### Columns\n" + glossary_markdown())
