@@ -93,7 +93,8 @@ def test_report_has_rows_charts_and_no_network_reference(scanned, monkeypatch):
     assert arts["scan-report-html"].data.endswith(f"({report.as_uri()})")
     assert "API calls" in arts["scan-diagnostics"].data and "API calls" not in arts["scan-report"].data
     assert run.name == seen["headline"] and run.name.startswith(f"{DAY} · ")
-    assert f"top {out.results['Symbol'].iloc[0]} · all signals, {SYMBOLS:,} symbols · SIMULATED" in run.name
+    universe = out.summary["prescreen"]["universe"]
+    assert f"top {out.results['Symbol'].iloc[0]} · all signals, {universe:,} symbols · SIMULATED" in run.name
 
     # technic chart SYMBOL draws the published plan; technic top --open opens this report
     from typer.testing import CliRunner

@@ -227,7 +227,8 @@ def run_headline(s: ScanSummary, shown: pd.DataFrame, signals, max_symbols: int)
     found = " / ".join(f"{int(counts[k]):,} {k}" for k in SIGNAL_ORDER if counts.get(k, 0)) or "no signals"
     top = f" · top {shown['Symbol'].iloc[0]}" if len(shown) else ""
     sim = " · SIMULATED" if s.simulated else ""
-    return f"{s.as_of} · {found}{top} · {signals_label(signals)}, {max_symbols:,} symbols{sim}"
+    universe = min(max_symbols, s.prescreen.get("universe", max_symbols))  # a 40-file CSV folder is 40, not 6,000
+    return f"{s.as_of} · {found}{top} · {signals_label(signals)}, {universe:,} symbols{sim}"
 
 
 # Fixed decimals per column of the trader's table, so the Prefect table's numbers line up (46.6 / 1.50 / 36.0).
