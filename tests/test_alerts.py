@@ -148,3 +148,22 @@ def test_alert_urls_setting_is_validated_and_never_echoed(monkeypatch):
     with pytest.raises(ConfigError, match="TECHNIC_ALERT_URLS") as err:
         load_settings()
     assert "secret-token" not in str(err.value) and "[2]" in str(err.value)
+
+
+def test_changes_respect_the_runs_signals_filter():
+    import pandas as pd
+
+    from technic_v4.pipeline.publish import signal_changes
+
+    prev = pd.DataFrame({"Symbol": ["A", "B", "C", "D"], "Signal": ["Long", "Short", "Long", "Strong Long"],
+                         "TechRating": [17.0, -17.0, 16.5, 23.0]})
+    cur = pd.DataFrame({"Symbol": ["A", "B", "C", "D", "E"], "Signal": ["Strong Long", "Strong Short", "Avoid",
+                                                                        "Strong Long", "Short"],
+                        "TechRating": [22.5, -23.0, 3.0, 24.0, -16.2]})
+    longs = ["Strong Long", "Long"]
+    assert signal_changes(prev, cur, longs) == {"new": [], "dropped": ["C"], "changed": ["A"]}
+    assert signal_changes(prev, cur) == {"new": ["E"], "dropped": ["C"], "changed": ["A", "B"]}
+    change = screen_change("scan", "k", "2026-10-13", prev, "2026-10-12", cur, longs)
+    assert [r["symbol"] for r in change.dropped] == ["C"] and change.flipped == [
+        {"symbol": "A", "signal": "Strong Long", "tech_rating": 22.5, "previous_signal": "Long"}]
+    assert change.members == 2 and not change.new
