@@ -17,12 +17,15 @@ def emit_screen_changes(changes: Sequence[ScreenChange]) -> list[str]:
     for change in changes:
         if not change.changed:
             continue
-        event = emit_event(
-            event=EVENT_NAME,
-            resource={"prefect.resource.id": change.resource_id, "prefect.resource.name": change.screen,
-                      "technic.config-key": change.config_key, "technic.as-of": change.as_of},
-            payload=change.payload(),
-        )
+        try:
+            event = emit_event(
+                event=EVENT_NAME,
+                resource={"prefect.resource.id": change.resource_id, "prefect.resource.name": change.screen,
+                          "technic.config-key": change.config_key, "technic.as-of": change.as_of},
+                payload=change.payload(),
+            )
+        except Exception:  # noqa: BLE001 - an event the client cannot queue is left out (the scan goes on)
+            event = None
         if event is not None:
             ids.append(str(event.id))
     return ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from prefect import get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from flows.present import present_scan
@@ -61,8 +62,12 @@ async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary,
         files = {"CSV (latest)": str(paths.latest_csv), "parquet (this run)": str(paths.history)}
         await publish_artifacts(summary, shown, report_md, run.config.signals, files)
     with timer.stage("charts_report_alerts"):  # after the table is published: nothing here can fail the scan
-        summary.seen = await present_scan(run, summary, [(SCAN_TABLE, shown)], panel,
-                                          [(previous, summary.previous_as_of)], files)
+        try:
+            summary.seen = await present_scan(run, summary, [(SCAN_TABLE, shown)], panel,
+                                              [(previous, summary.previous_as_of)], files)
+        except Exception as exc:  # noqa: BLE001 - the table is published; what a trader sees is reported instead
+            get_run_logger().error("charts/report/alerts failed (the scan goes on): %s: %s", type(exc).__name__, exc)
+            summary.seen = {"error": f"{type(exc).__name__}: {exc}"}
     summary.paths = {k: str(v) for k, v in paths.__dict__.items()}
     summary.metrics.wall_seconds, summary.metrics.stages = round(timer.total, 3), timer.as_dict()
     shown = shown.drop(columns=["fingerprint"], errors="ignore").reset_index(drop=True)

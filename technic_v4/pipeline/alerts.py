@@ -198,35 +198,44 @@ def notify(changes: Sequence[ScreenChange], urls: Sequence[str], data_dir: Path,
         return out
     import contextlib
 
-    with lock or contextlib.nullcontext():
-        sent = read_sent(data_dir)
-        delivered = []
+    try:
+        with lock or contextlib.nullcontext():
+            _send(todo, urls, data_dir, simulated, report, retries, backoff, deliver, out)
+    except Exception as exc:  # noqa: BLE001 - e.g. the store lock held by another scan: reported, never raised
         for change in todo:
-            if change.dedupe_key in sent:
-                out.duplicates.append(change.dedupe_key)
-                continue
-            title, body = message(change, simulated, report)
-            failed = []
-            for url in urls:
-                ok, why = False, "not delivered"
-                for attempt in range(retries + 1):
-                    out.attempts += 1
-                    try:
-                        ok = deliver(url, title, body)
-                    except Exception as exc:  # noqa: BLE001 - reported, never raised
-                        ok, why = False, type(exc).__name__
-                    if ok:
-                        break
-                    if attempt < retries:
-                        time.sleep(backoff * 2 ** attempt)
-                if not ok:
-                    failed.append(f"{private_url(url)} ({why} after {retries + 1} attempts)")
-            if failed:
-                out.failed[change.dedupe_key] = "; ".join(failed)
-            if len(failed) < len(urls):  # delivered somewhere: a re-run must not send it again
-                delivered.append(change.dedupe_key)
-        if delivered:
-            record_sent(data_dir, delivered)
-        out.sent = delivered
+            out.failed.setdefault(change.dedupe_key, f"not sent: {type(exc).__name__}: {exc}")
     out.seconds = time.perf_counter() - started
     return out
+
+
+def _send(todo, urls, data_dir, simulated, report, retries, backoff, deliver, out: AlertReport) -> None:
+    """Within the lock: skip what was sent for the same data, deliver with retries, record what went out."""
+    sent = read_sent(data_dir)
+    delivered = []
+    for change in todo:
+        if change.dedupe_key in sent:
+            out.duplicates.append(change.dedupe_key)
+            continue
+        title, body = message(change, simulated, report)
+        failed = []
+        for url in urls:
+            ok, why = False, "not delivered"
+            for attempt in range(retries + 1):
+                out.attempts += 1
+                try:
+                    ok = deliver(url, title, body)
+                except Exception as exc:  # noqa: BLE001 - reported, never raised
+                    ok, why = False, type(exc).__name__
+                if ok:
+                    break
+                if attempt < retries:
+                    time.sleep(backoff * 2 ** attempt)
+            if not ok:
+                failed.append(f"{private_url(url)} ({why} after {retries + 1} attempts)")
+        if failed:
+            out.failed[change.dedupe_key] = "; ".join(failed)
+        if len(failed) < len(urls):  # delivered somewhere: a re-run must not send it again
+            delivered.append(change.dedupe_key)
+    if delivered:
+        record_sent(data_dir, delivered)
+    out.sent = delivered

@@ -139,6 +139,8 @@ def seen_lines(seen: dict) -> list[str]:
     """Charts, report and alerts of the run (flows/present.py), for the message."""
     if not seen:
         return []
+    if "error" in seen:
+        return [f"CHARTS/REPORT/ALERTS FAILED (the table is published): {seen['error']}"]
     c, a = seen["charts"], seen["alerts"]
     lines = [f"report {seen['report']} ({seen['report_bytes'] / 1024:.0f} KB) | charts {c['charts']} in "
              f"{c['seconds']:.2f} s ({c.get('cpu_seconds', 0.0):.2f} s CPU)"
