@@ -26,6 +26,7 @@ _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 def split_urls(text: str) -> list[str]:
     """Apprise's own separators: commas and whitespace."""
     return [u for u in re.split(r"[\s,]+", text.strip()) if u]
+DEFAULT_DATA_DIR = Path.home() / ".technic_v4"
 
 
 class Settings(BaseSettings):
@@ -45,7 +46,7 @@ class Settings(BaseSettings):
         description="auto|polygon|flatfiles|csv|simulated; auto = polygon when a key is set, else simulated.",
     )
     data_dir: Path = Field(
-        Path.home() / ".technic_v4",
+        DEFAULT_DATA_DIR,
         validation_alias="TECHNIC_DATA_DIR",
         description="Bar store, reference cache, Prefect results and scan results.",
     )
@@ -118,6 +119,14 @@ class Settings(BaseSettings):
         description="Apprise URLs (comma or space separated, e.g. json://host:port/path, mailto://, slack://) told "
         "once per scan about each screen whose members changed; never shown (they may hold tokens).",
     )
+    prefect_server_linger: float = Field(
+        900.0, ge=0, validation_alias="TECHNIC_PREFECT_SERVER_LINGER",
+        description="Idle seconds a scan's temporary Prefect server is kept (paused, no CPU) for the next scan of "
+        "the same PREFECT_HOME; 0 = Prefect's own temporary server, stopped with each process.",
+    )
+    ray_head: bool = Field(
+        False, validation_alias="TECHNIC_RAY_HEAD", description="1 = `make server` also starts a Ray head the flows join."
+    )
 
     @field_validator("polygon_api_key", mode="before")
     @classmethod
@@ -137,6 +146,11 @@ class Settings(BaseSettings):
 
     def alert_url_list(self) -> list[str]:
         return split_urls(self.alert_urls.get_secret_value()) if self.alert_urls else []
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _empty_data_dir_is_default(cls, v):
+        return DEFAULT_DATA_DIR if v is None or (isinstance(v, str) and not v.strip()) else v
 
     @field_validator("polygon_base_url")
     @classmethod

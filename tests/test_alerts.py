@@ -13,7 +13,7 @@ import pytest
 
 from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.pipeline.alerts import EVENT_NAME, notify, read_sent, screen_change
-from tests.helpers.small_market import LOOKBACK, SYMBOLS
+from tests.support.small_market import LOOKBACK, SYMBOLS
 
 DAY1, DAY2, DAY3 = dt.date(2026, 10, 12), dt.date(2026, 10, 13), dt.date(2026, 10, 14)
 LONGS = ["Strong Long", "Long"]
@@ -54,7 +54,7 @@ def receiver():
 
 @pytest.fixture
 def small_market(tmp_path, monkeypatch):
-    from tests.helpers.small_market import small_market
+    from tests.support.small_market import small_market
 
     return small_market(tmp_path / "technic_data", monkeypatch)
 

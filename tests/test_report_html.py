@@ -12,7 +12,7 @@ from PIL import Image
 
 from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.pipeline.report_html import REPORT_ROWS, run_folder
-from tests.helpers.small_market import LOOKBACK, SYMBOLS
+from tests.support.small_market import LOOKBACK, SYMBOLS
 
 DAY = dt.date(2026, 10, 13)
 
@@ -51,7 +51,7 @@ class ReportParser(HTMLParser):
 
 @pytest.fixture
 def scanned(prefect_api, tmp_path, monkeypatch):
-    from tests.helpers.small_market import small_market
+    from tests.support.small_market import small_market
 
     small_market(tmp_path / "technic_data", monkeypatch)
     return run_scan_output(ScanConfig.build(as_of=DAY, max_symbols=SYMBOLS, lookback_days=LOOKBACK)), \

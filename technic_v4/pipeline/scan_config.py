@@ -14,8 +14,10 @@ from pydantic import (
 
 from technic_v4.config import DataSourceName, build_model
 from technic_v4.pipeline.scan_form import form_schema
+from technic_v4.domain.scoring.score import SIGNALS
+from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 
-SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
+SignalName = Literal[SIGNALS]  # the names score.py gives
 _TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 
@@ -53,6 +55,16 @@ class ScanConfig(BaseModel):
         12, ge=0, le=200, description="Charts of the top N rows of each published table, in the report and the "
         "Prefect UI (0 = no charts)"
     )
+    plan_rule: Literal[PLAN_RULES] = Field(  # type: ignore[valid-type]
+        DEFAULT_PLAN_RULE, description="Trade plans: atr (stop 2·ATR, target 3·ATR) or structure (swing stop with an "
+        "ATR floor/cap, next-resistance or 2R target); see docs/columns.md")
+    min_reward_risk: float = Field(DEFAULT_MIN_REWARD_RISK, gt=0, le=20,
+                                   description="PlanOK is true when a plan's RewardRisk is at least this")
+
+    @property
+    def plan_variant(self) -> str:
+        """What of this configuration changes a scored row besides its bars (part of the reuse fingerprint)."""
+        return f"{self.plan_rule}:{self.min_reward_risk:g}"
 
     @field_validator("watchlist", mode="before")
     @classmethod
