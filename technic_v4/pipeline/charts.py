@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.domain.indicators.base import Bars
+from technic_v4.domain.indicators.patterns import FLAG_COLUMNS
 from technic_v4.domain.indicators.trend import SMA
 from technic_v4.domain.market_proxy import MarketProxy
 from technic_v4.domain.panel import Panel
@@ -30,9 +31,8 @@ CHART_SESSIONS = 126  # ~6 months of daily bars
 SMA_PERIODS = (20, 50, 200)
 CHART_DPI = 80
 CHART_SIZE_IN = (11.0, 6.6)  # 880 x 528 px at CHART_DPI: readable in the report, small enough to inline
-# Pattern flags (helper "columns", issue 20) in the order a trader reads them; absent columns are skipped.
-PATTERN_FLAGS = ("trend_template", "breakout", "new_high_52w", "new_high_20d", "golden_cross", "unusual_volume",
-                 "gap_up", "inside_day", "nr7", "new_low_20d", "new_low_52w", "gap_down", "death_cross")
+# The pattern flags drawn when they fired (their one home: domain/indicators/patterns.py); absent columns are skipped.
+PATTERN_FLAGS = ("trend_template", *FLAG_COLUMNS)
 UP, DOWN = "#2e7d32", "#c62828"
 PLAN_STYLE = {"Entry": ("#1565c0", "-"), "Stop": ("#c62828", "--"), "Target": ("#2e7d32", "--")}
 SMA_COLORS = {20: "#f9a825", 50: "#6a1b9a", 200: "#37474f"}
