@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.fetch import fetch_stage
+from flows.present import prewarm_charts
 from flows.publish import publish_scan
 from flows.score import score_symbols
 from flows.tasks import load_reference
@@ -36,6 +37,7 @@ async def scan(config: ScanConfig = ScanConfig(), screen: str | None = None, whe
     config = config.with_screens(screen, where)
     run, timer = open_runtime(config), StageTimer()
     screens = run_screens(config, run.settings.data_dir)  # an unknown name fails before any work
+    prewarm_charts(config)  # matplotlib imports in a thread while the scan fetches and scores
     state = ScanState.load(run.store, run.config_key)
     async with run.source:
         calls_before = run.source.counter.snapshot()
@@ -71,7 +73,8 @@ async def scan(config: ScanConfig = ScanConfig(), screen: str | None = None, whe
         run=run, flow_run_id=str(flow_run.id), fetched=fetched, regime=regime, screened=screened, results=results,
         previous=previous, previous_as_of=previous_as_of, calls=calls, reference_info=reference_info, plan=plan,
         scored=scored, invalid_rows=len(invalid))
-    output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer, screens)
+    output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer, screens,
+                                panel=screened.panel, previous=previous)
     get_run_logger().info("\n%s", output.message)
     return output
 

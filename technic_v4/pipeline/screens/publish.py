@@ -17,14 +17,10 @@ import pyarrow.parquet as pq
 import pyarrow as pa
 
 from technic_v4.pipeline.publish import CSV_OPTIONS, csv_table, results_dir
+from technic_v4.pipeline.report_html import run_folder  # results/runs/<run_id>/, the per-run folder
 from technic_v4.pipeline.screens.apply import ScreenResult, member_changes, member_positions
 from technic_v4.pipeline.screens.model import Screen
 from technic_v4.store.atomic import atomic_write, atomic_write_text
-
-def run_folder(data_dir: Path, run_id: str) -> Path:
-    """This run's folder (the layout of pipeline.publish's per-run folder: results/runs/<run_id>/)."""
-    return results_dir(data_dir) / "runs" / run_id
-
 
 def history_path(data_dir: Path, name: str, key: str) -> Path:
     return results_dir(data_dir) / "screens" / name / f"{key}.json"
