@@ -14,7 +14,7 @@ from technic_v4.domain.panel import Panel
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb
 from technic_v4.pipeline.publish import publish
 from technic_v4.pipeline.report import (
-    format_message, glossary_markdown, render_diagnostics, render_markdown, signals_label, top_table_text,
+    format_message, glossary_markdown, render_diagnostics, render_markdown, signals_label, top_table, top_table_text,
 )
 from technic_v4.pipeline.runtime import ScanRuntime
 from technic_v4.pipeline.screens.apply import ScreenResult
