@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     max_retries: int = Field(
         5, ge=0, le=50, validation_alias="TECHNIC_MAX_RETRIES", description="Retries on 429/5xx/timeouts/results:null."
     )
+    request_deadline: float = Field(
+        90.0, ge=0, validation_alias="TECHNIC_REQUEST_DEADLINE",
+        description="Total seconds one HTTP request may take, retries and backoff included (waiting for a "
+        "rate-limit slot is not counted); a server that never answers fails the scan after it. 0 = no limit.",
+    )
     sim_seed: int = Field(7, validation_alias="TECHNIC_SIM_SEED", description="Seed of the simulated market.")
     sim_symbols: int = Field(
         8000, ge=50, le=200_000, validation_alias="TECHNIC_SIM_SYMBOLS", description="Listed symbols in the simulated market."
