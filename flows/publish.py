@@ -39,7 +39,7 @@ async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary,
         summary.metrics.peak_rss_mb_flow = round(peak_rss_mb(), 1)
         report_md = render_markdown(summary, shown)
         paths = publish(results, data_dir=run.settings.data_dir, as_of=run.as_of, report_md=report_md,
-                        meta=summary.as_dict(), key=run.config_key)
+                        meta=summary.as_dict(), key=run.config_key, run_id=summary.flow_run_id)
         await publish_artifacts(summary, shown, report_md, run.config.signals)
     summary.paths = {k: str(v) for k, v in paths.__dict__.items()}
     summary.metrics.wall_seconds, summary.metrics.stages = round(timer.total, 3), timer.as_dict()

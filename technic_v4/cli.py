@@ -120,22 +120,23 @@ def scan(
 
 @app.command("top")
 def top_cmd(n: int = typer.Option(25, help="Rows"), signal: Optional[str] = typer.Option(None)) -> None:
-    """Print the last published scan (latest.csv) without scanning."""
+    """Print the last published scan (its latest.csv, found through results/manifest.json) without scanning."""
     import json
 
     import pandas as pd
 
     from technic_v4.config import load_settings
+    from technic_v4.pipeline.publish import CSV, SUMMARY, published_file, results_dir
 
     settings = load_settings()
-    path = settings.data_dir / "results" / "latest.csv"
-    if not path.exists():
-        console.print(f"no scan published yet under {path.parent}; run `technic scan` first")
+    path = published_file(settings.data_dir, CSV)  # the manifest's run, checksum verified: never two scans mixed
+    if path is None:
+        console.print(f"no scan published yet under {results_dir(settings.data_dir)}; run `technic scan` first")
         raise typer.Exit(1)
     df = pd.read_csv(path)
     if signal:
         df = df[df["Signal"] == signal]
-    meta = json.loads((path.parent / "latest.json").read_text())
+    meta = json.loads(published_file(settings.data_dir, SUMMARY).read_text())
     label = " — SIMULATED DATA" if meta.get("simulated") else ""
     console.print(results_table(df, f"Scan as of {meta.get('as_of')}{label}", n))
 
