@@ -127,7 +127,8 @@ class AsyncHTTP(_HTTPBase):
             except aiohttp.ClientPayloadError as exc:
                 return TransportFailure("payload_error", f"{type(exc).__name__} from {self.host}", queued)
             except aiohttp.ClientConnectorError as exc:
-                why = getattr(exc.os_error, "strerror", None) or type(exc.os_error).__name__
+                why = ("connection refused" if isinstance(exc.os_error, ConnectionRefusedError)
+                       else getattr(exc.os_error, "strerror", None) or type(exc.os_error).__name__)
                 return TransportFailure("connection_error", f"cannot connect to {exc.host}:{exc.port}: {why}", queued)
             except aiohttp.ClientError as exc:
                 return TransportFailure("connection_error", f"{type(exc).__name__} from {self.host}", queued)
