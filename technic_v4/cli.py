@@ -103,8 +103,11 @@ def scan(
         progress_hooks.add_listener(on_progress)
         try:
             df, msg = run_scan(config)
-        except TechnicError as exc:
-            console.print(f"[red]scan failed:[/red] {exc}")
+        except Exception as exc:
+            cause = user_error(exc)
+            if cause is None:
+                raise
+            console.print(f"[red]scan failed:[/red] {cause}", markup=True, highlight=False)
             raise typer.Exit(1) from None
         finally:
             progress_hooks.remove_listener(on_progress)
@@ -220,6 +223,32 @@ def evaluate(
     console.print(summary["message"], markup=False)
 
 
+def user_error(exc: BaseException) -> str | None:
+    """The message a user should read last for a failed command: the project's own error, or an OS error (a full
+    disk: path, space needed and free) — also when it surfaces only as the cause or context of another one (a
+    Prefect server that cannot record the failure on a full disk answers 500). None for anything else."""
+    from technic_v4.store.atomic import write_error
+
+    seen, chain, todo = set(), [], [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        chain.append(e)
+        todo += [e.__context__, e.__cause__]
+    for e in chain:  # the project's errors first: they name the file or the setting
+        if isinstance(e, TechnicError):
+            return str(e)
+    for e in chain:
+        if isinstance(e, OSError) and e.errno is not None or isinstance(e, OSError) and "No space left" in str(e):
+            from technic_v4.config import load_settings
+
+            where = e.filename or load_settings().data_dir
+            return str(write_error(where, e, verb="use"))
+    return None
+
+
 def _prepare_prefect_api():
     """technic_v4.api.prepare_prefect_api: the API found, or a temporary server starting while the rest imports."""
     from technic_v4.api import prepare_prefect_api
@@ -234,8 +263,11 @@ def main() -> None:
             sys.exit(served)
     try:
         app()
-    except TechnicError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (TechnicError, OSError) as exc:
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        console.print(f"[red]error:[/red] {cause}", highlight=False)
         sys.exit(2)
 
 

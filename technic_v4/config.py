@@ -22,9 +22,11 @@ DEFAULT_BASE_URL = "https://api.polygon.io"
 
 
 class Settings(BaseSettings):
-    """Process-wide settings. Field docs double as the README's config table (`technic config`)."""
+    """Process-wide settings. Field docs double as the README's config table (`technic config`). An empty
+    variable (`TECHNIC_DATA_DIR=`) means its documented default, never an empty value (which, for a folder, would
+    be the current directory)."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True, env_ignore_empty=True)
 
     polygon_api_key: SecretStr | None = Field(
         None, validation_alias="POLYGON_API_KEY", description="Polygon REST key; never logged or stored."
@@ -111,6 +113,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_key_is_none(cls, v):
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("data_dir", "flatfiles_dir", mode="before")
+    @classmethod
+    def _no_empty_folder(cls, v):
+        if isinstance(v, str) and not v.strip():  # an explicit empty value (not from the environment)
+            raise ValueError("is empty; give a folder (an empty path would be the current directory)")
+        return v
 
     @field_validator("polygon_base_url")
     @classmethod

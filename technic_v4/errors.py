@@ -50,3 +50,15 @@ class StoreCorruption(TechnicError):
 class StoreWriteError(TechnicError, OSError):
     """Writing a file failed (disk full, permissions, ...); the message names the path and, for a full disk, the
     space needed and free. `errno` is the OS error's."""
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] strerror: filename"
+        return str(self.args[0]) if self.args else super().__str__()
+
+    def __reduce__(self):  # pickled across processes (Ray, the warm scanner) with its message and errno
+        return _rebuild_write_error, (str(self), self.errno, self.filename)
+
+
+def _rebuild_write_error(message: str, errno: int | None, filename: str | None) -> StoreWriteError:
+    err = StoreWriteError(message)
+    err.errno, err.filename = errno, filename
+    return err

@@ -69,7 +69,8 @@ def is_disk_full(exc: OSError) -> bool:
     return exc.errno == errno.ENOSPC or "No space left on device" in str(exc)
 
 
-def write_error(path: Path, exc: OSError, need_bytes: int | None = None, written: int | None = None) -> StoreWriteError:
+def write_error(path: Path, exc: OSError, need_bytes: int | None = None, written: int | None = None, *,
+                verb: str = "write") -> StoreWriteError:
     """A StoreWriteError naming `path`; for ENOSPC also the space this file needs and what the disk has free."""
     path = Path(path)
     what = exc.strerror or str(exc)
@@ -84,7 +85,7 @@ def write_error(path: Path, exc: OSError, need_bytes: int | None = None, written
         msg = (f"no space left on device writing {path}: {need}{'; ' if need else ''}{room} on that disk. Free some "
                "space or point TECHNIC_DATA_DIR at a disk with room")
     else:
-        msg = f"cannot write {path}: {what} (errno {exc.errno})"
+        msg = f"cannot {verb} {path}: {what} (errno {exc.errno})"
     err = StoreWriteError(msg)
     err.errno = errno.ENOSPC if is_disk_full(exc) else exc.errno
     err.strerror, err.filename = exc.strerror, str(path)
