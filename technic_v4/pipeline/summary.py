@@ -62,6 +62,7 @@ class ScanSummary:
     previous_as_of: str | None = None  # the scan compared against, None on the first scan of this configuration
     provisional_days: list[str] = field(default_factory=list)  # fetched before their settle time; refetched later
     short_history: dict = field(default_factory=dict)  # a rate-limited first scan's shorter window and rows it leaves short
+    data_import: dict = field(default_factory=dict)  # the CSV import's report (csv source only)
     paths: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -119,6 +120,7 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         provisional_days=list(bars.provisional),
         short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback,
                                      first=bars.days[0] if bars.days else None, failed=bars.failed),
+        data_import=dict(getattr(run, "data_import", {}) or {}),
     )
 
 

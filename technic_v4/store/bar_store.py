@@ -280,6 +280,11 @@ class BarStore:
             return None
         return df, dt.datetime.fromisoformat(meta["fetched_at"])
 
+    def drop_reference(self) -> None:
+        """Forget the cached listing (its meta first), so the next scan lists the universe again."""
+        (self.root / "reference" / "meta.json").unlink(missing_ok=True)
+        (self.root / "reference" / "reference.parquet").unlink(missing_ok=True)
+
     def write_splits(self, df: pd.DataFrame, checked_through: dt.date | None = None) -> None:
         """Every known split, with the day through which the source was asked (in the same file, so the claim of
         coverage goes wherever the splits go)."""
