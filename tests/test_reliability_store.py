@@ -161,3 +161,88 @@ def test_damaged_day_the_source_cannot_give_again_fails_naming_the_file(data_dir
 
 def test_closing_note():
     print(f"\nrepair scans, wall s: {TIMES}")
+
+
+# ---- the checks themselves, on a store without the flow (fast) ------------------------------------------------------
+
+def _bars(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    close = rng.uniform(5, 100, n)
+    return pd.DataFrame({"symbol": [f"S{i:03d}" for i in range(n)], "open": close, "high": close * 1.01,
+                         "low": close * 0.99, "close": close, "volume": rng.uniform(1e5, 1e6, n), "vwap": close,
+                         "transactions": 10.0})
+
+
+def test_day_file_checks_catch_each_kind_of_damage(tmp_path):
+    store = BarStore(tmp_path)
+    a, b = DAYS[0], DAYS[1]
+    store.write_day(a, _bars(seed=1), source="t")
+    store.write_day(b, _bars(seed=2), source="t")
+    assert store.damaged(a) is None and store.damaged(b) is None
+    path = store.day_file(a)
+    good = path.read_bytes()
+    path.write_bytes(good[:-100])
+    assert "truncated or overwritten" in store.damaged(a)
+    path.write_bytes(good[:500] + bytes(x ^ 0xFF for x in good[500:510]) + good[510:])
+    assert "checksum mismatch" in store.damaged(a)
+    path.write_bytes(good)
+    assert store.damaged(a) is None
+    os_replace_other = store.day_file(b).read_bytes()  # a valid parquet of another day renamed in, meta not updated
+    path.write_bytes(os_replace_other)
+    assert store.damaged(a) is not None
+    with pytest.raises(StoreCorruption, match=f"{path}.*run the scan again and it refetches the day"):
+        store.read_day(a)
+    assert not store.has_day(a, final_only=False) and (path.parent / DAMAGED_NAME).exists()  # set aside: refetched
+
+
+def test_day_stored_before_checksums_is_checked_by_its_row_count(tmp_path):
+    store = BarStore(tmp_path)
+    store.write_day(DAYS[0], _bars(), source="t")
+    meta_path = store.day_file(DAYS[0]).parent / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["checksum"], meta["bytes"]
+    meta_path.write_text(json.dumps(meta))
+    assert store.damaged(DAYS[0]) is None
+    path = store.day_file(DAYS[0])
+    path.write_bytes(path.read_bytes()[:1000])
+    assert "not a readable parquet file" in store.damaged(DAYS[0])
+
+
+def test_splits_coverage_lives_in_the_splits_file(tmp_path):
+    store = BarStore(tmp_path)
+    splits = pd.DataFrame({"symbol": ["A"], "execution_date": [pd.Timestamp("2026-01-05")], "split_from": [1.0],
+                           "split_to": [2.0]})
+    store.write_splits(splits, checked_through=AS_OF)
+    assert store.splits_checked_through() == AS_OF
+    state = tmp_path / "state" / "splits.json"  # what the old layout kept (and outlived a deleted reference/)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"checked_through": AS_OF.isoformat()}))
+    shutil.rmtree(tmp_path / "reference")
+    assert store.splits_checked_through() is None  # no claim of coverage without the splits themselves
+
+
+def test_backfill_lock_waits_while_the_holder_stores_days_then_times_out_when_it_stops(tmp_path):
+    import threading
+
+    holder = BarStore(tmp_path, lock_timeout=1.0).acquire_fetch_lock()
+    waiter = BarStore(tmp_path, lock_timeout=1.0)
+    stop = threading.Event()
+
+    def store_days():  # the holder keeps storing a day every 0.3 s for 2.4 s, then stalls
+        for i, day in enumerate(DAYS[:8]):
+            if stop.wait(0.3):
+                return
+            waiter.write_day(day, _bars(20, i), source="t")
+
+    threading.Thread(target=store_days, daemon=True).start()
+    seen, t0 = [], time.monotonic()
+    try:
+        with pytest.raises(Exception, match="stored no day for more than 1 s") as info:
+            waiter.acquire_fetch_lock(on_wait=lambda s, n: seen.append(n), poll=0.2)
+    finally:
+        stop.set()
+        holder.release()
+    waited = time.monotonic() - t0
+    assert 2.4 <= waited < 6, waited  # patient while days arrived, bounded once they stopped
+    assert seen and seen[-1] == 8 and type(info.value).__name__ == "StoreLockTimeout"
+    waiter.acquire_fetch_lock(poll=0.2).release()  # free again once released
