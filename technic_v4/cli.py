@@ -7,6 +7,7 @@ so the server comes up while this process imports (see flows/prefect_api.py).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import sys
 from typing import TYPE_CHECKING, Optional
 
@@ -246,8 +247,10 @@ def user_error(exc: BaseException) -> str | None:
     for e in chain:  # the project's errors first: they name the file or the setting
         if isinstance(e, TechnicError):
             return str(e)
-    for e in chain:
-        if isinstance(e, OSError) and e.errno is not None or isinstance(e, OSError) and "No space left" in str(e):
+    for e in chain:  # file-system errors only: one naming a file, or a full / read-only disk (not a refused socket)
+        disk = isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+                                           or "No space left on device" in str(e))
+        if isinstance(e, OSError) and (e.filename or disk):
             from technic_v4.config import load_settings
 
             where = e.filename or load_settings().data_dir

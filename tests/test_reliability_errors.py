@@ -85,3 +85,15 @@ def test_as_of_before_the_source_history_says_so(prefect_api, tmp_path, monkeypa
     assert h["source_starts"] == "2023-01-03" and h["sessions"] < 300
     assert f"only {h['sessions']} of 300 sessions exist: the source has no bars before 2023-01-03" in out.message
     assert "next scan fetches" not in out.message
+
+
+def test_a_refused_socket_is_not_reported_as_a_disk_problem():
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError:
+            raise RuntimeError("cannot reach the Prefect API")
+    except RuntimeError as exc:
+        assert user_error(exc) is None
+    assert "cannot use /x/y.parquet: Permission denied" in user_error(PermissionError(13, "Permission denied",
+                                                                                      "/x/y.parquet"))
