@@ -273,10 +273,20 @@ class BarStore:
         atomic_write_text(self.root / "reference" / "meta.json", json.dumps({"fetched_at": when, "rows": len(df)}))
 
     def read_reference(self) -> tuple[pd.DataFrame, dt.datetime] | None:
+        """The cached universe and when it was listed; None (so it is listed again) when either file is missing, or
+        unreadable, or the two do not match (rows)."""
+        path = self.root / "reference" / "reference.parquet"
         try:
             meta = json.loads((self.root / "reference" / "meta.json").read_text())
-            df = pq.read_table(self.root / "reference" / "reference.parquet").to_pandas()
+            df = pq.read_table(path).to_pandas()
         except FileNotFoundError:
+            return None
+        except (ValueError, OSError, pa.ArrowException) as exc:
+            log.warning("reference cache %s is unreadable (%s); listing the universe again", path, exc)
+            return None
+        if meta.get("rows", len(df)) != len(df):
+            log.warning("reference cache %s has %d rows, its meta.json %s; listing the universe again", path,
+                        len(df), meta.get("rows"))
             return None
         return df, dt.datetime.fromisoformat(meta["fetched_at"])
 
