@@ -111,7 +111,9 @@ class Settings(BaseSettings):
         "fetched earlier is stored provisional and refetched once after it.",
     )
     lock_timeout: float = Field(
-        120.0, gt=0, validation_alias="TECHNIC_LOCK_TIMEOUT", description="Seconds to wait for the bar-store lock."
+        120.0, gt=0, validation_alias="TECHNIC_LOCK_TIMEOUT",
+        description="Seconds to wait for the bar-store lock; while another scan backfills, seconds without a new day "
+        "stored.",
     )
 
     @field_validator("polygon_api_key", mode="before")
