@@ -16,7 +16,7 @@ from technic_v4.data.polygon.policy import RawResponse, Redactor, Request, Retry
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.data.source import RequestCounter
 from technic_v4.errors import BadResponse, DeadlineExceeded, RetryExhausted
-from technic_v4.testing.polygon_server import PolygonServer
+from tests.support.polygon_server import PolygonServer
 
 AS_OF = dt.date(2026, 10, 12)
 KEY = "pk_deadline_TEST"

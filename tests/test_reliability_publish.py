@@ -16,7 +16,7 @@ from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.cli import app
 from technic_v4.errors import StoreCorruption
 from technic_v4.pipeline import publish as pub
-from tests.helpers import start_scan
+from tests.support.processes import start_scan
 
 AS_OF = dt.date(2026, 10, 12)
 

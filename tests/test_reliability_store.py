@@ -22,7 +22,7 @@ from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.errors import StoreCorruption
 from technic_v4.store.bar_store import DAMAGED_NAME, BarStore
 from technic_v4.store.panel_cache import CACHE_DIR
-from technic_v4.testing.polygon_server import PolygonServer
+from tests.support.polygon_server import PolygonServer
 
 AS_OF = dt.date(2026, 10, 12)
 LOOKBACK = 30

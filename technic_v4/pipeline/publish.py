@@ -32,10 +32,11 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS
 from technic_v4.errors import StoreCorruption
 from technic_v4.store.atomic import TMP_PREFIX, atomic_write, atomic_write_text, file_digest, matches_digest
 
-ACTIONABLE = ("Strong Long", "Long", "Short", "Strong Short")
+ACTIONABLE = LONG_SIGNALS + SHORT_SIGNALS
 MANIFEST = "manifest.json"
 CURRENT = "current"
 PARQUET, CSV, MARKDOWN, SUMMARY = "latest.parquet", "latest.csv", "latest.md", "latest.json"
