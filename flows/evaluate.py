@@ -24,7 +24,7 @@ from technic_v4.domain.panel_load import load_panel
 from technic_v4.pipeline.evaluation.chunk import PanelJob, column_chunks, describe, evaluate_chunk, finish
 from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
-from technic_v4.pipeline.evaluation.listing import with_delisted
+from technic_v4.pipeline.evaluation.listing import lists_delisted, with_delisted
 from technic_v4.pipeline.evaluation.report import format_message, json_ready, render_markdown, save_plots
 from technic_v4.pipeline.evaluation.stats import summarize
 from technic_v4.pipeline.fetch import require_days
@@ -112,7 +112,8 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
         summary = summarize(scores, config.horizons, config.shuffle_seed)
     info = merge_chunk_infos([o[1] for o in outs])
     meta = describe(scores, reference, prepared, info, evaluated) | {
-        "simulated": run.simulated, "source": run.source.name, "listing": listing_note, "flow_run_id": str(flow_run.id),
+        "simulated": run.simulated, "source": run.source.name, "listing": listing_note,
+        "survivorship_bias": not lists_delisted(run.source), "flow_run_id": str(flow_run.id),
         "metrics": {"api_calls": calls["attempts"], "days_loaded": len(bars.days), "days_fetched": len(bars.fetched),
                     "cache_hit_rate": round(bars.cache_hit_rate, 6), "task_runner": kind, "runner_reason": reason,
                     "chunks": len(outs), "worker_processes": len({o[1]["pid"] for o in outs}),
