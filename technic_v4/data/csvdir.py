@@ -167,12 +167,18 @@ _AWARE = re.compile(r"(?:[+-]\d\d:?\d\d|Z)$")
 
 def _to_dates(text: pd.Series, **how) -> pd.Series:
     """Session dates (midnight); a timestamp with a UTC offset counts in New York time (05:00Z is that day's midnight)."""
-    aware = text.str.contains(_AWARE) if text.str.endswith("Z").any() or text.str.contains(":").any() else None
-    if aware is None or not aware.any():
-        parsed = pd.to_datetime(text, errors="coerce", **how)
-    else:
+    parsed = None
+    if not (len(text) and (_AWARE.search(text.iat[0]) or _AWARE.search(text.iat[-1]))):
+        try:  # the common case, plain dates: one vectorized parse
+            parsed = pd.to_datetime(text, errors="coerce", **how)
+        except (ValueError, TypeError):
+            parsed = None
+        if parsed is not None and parsed.dtype.kind != "M":  # naive and aware values mixed
+            parsed = None
+    if parsed is None:
+        aware = text.str.contains(_AWARE)
         parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-        parsed[~aware] = pd.to_datetime(text[~aware], errors="coerce", **how)
+        parsed[~aware] = pd.to_datetime(text[~aware], errors="coerce", **how).astype("datetime64[ns]")
         parsed[aware] = (pd.to_datetime(text[aware], errors="coerce", utc=True, **how)
                          .dt.tz_convert("America/New_York").dt.tz_localize(None))
     days = parsed.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype("datetime64[ns]")  # midnight
@@ -181,11 +187,11 @@ def _to_dates(text: pd.Series, **how) -> pd.Series:
 
 def _session_dates(values: pd.Series) -> pd.Series:
     """Dates (datetime64[ns], midnight) from ISO dates or timestamps; NaT when unparseable."""
-    text = values.astype(str).str.strip()
+    text = values.astype(str)
     parsed = _to_dates(text, format="ISO8601")
-    retry = parsed.isna() & (text != "")
-    if retry.any():  # 08/13/2012, 13-Aug-2012 ...: the slow parser only for the rows ISO 8601 could not read
-        parsed[retry] = _to_dates(text[retry], format="mixed")
+    retry = parsed.isna() & (text.str.strip() != "") if parsed.isna().any() else None
+    if retry is not None and retry.any():  # 08/13/2012, 13-Aug-2012 ...: the slow parser only for what ISO 8601 missed
+        parsed[retry] = _to_dates(text[retry].str.strip(), format="mixed")
     return parsed
 
 

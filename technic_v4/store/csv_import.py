@@ -22,6 +22,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from technic_v4.store.bar_store import BarStore
 
 FORMAT = 1
 MAX_LISTED = 20  # rejected rows / changed names listed in the report (all are counted)
+PARSE_THREADS = 4
 
 
 def import_id(folder: Path) -> str:
@@ -77,6 +79,20 @@ class ImportReport:
 
 def _sha1(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
+
+
+def _same_stat(entry: dict | None, path: Path, stat) -> bool:
+    return bool(entry) and entry["name"] == path.name and (entry["size"], entry["mtime_ns"]) == (stat.st_size,
+                                                                                               stat.st_mtime_ns)
+
+
+def _read(path: Path, symbol: str, entry: dict | None):
+    """(sha1 of the file, its ParsedFile, or None when the bytes are those already imported)."""
+    data = path.read_bytes()
+    digest = _sha1(data)
+    if entry and entry["sha1"] == digest:
+        return digest, None
+    return digest, read_symbol_file(path, symbol, data)  # DataSourceError naming the file
 
 
 def _changed_sessions(old: pd.DataFrame | None, new: pd.DataFrame | None) -> np.ndarray:
@@ -122,20 +138,22 @@ class CsvImport:
             old_files: dict = manifest["files"]
             files: dict = {}
             parsed: dict[str, pd.DataFrame] = {}  # symbol -> its new bars (new or changed files only)
+            stats = {symbol: path.stat() for symbol, path in listing.files.items()}
+            opened = [s for s, p in listing.files.items() if not _same_stat(old_files.get(s), p, stats[s])]
+            # decompressing and parsing release the GIL for much of the time: a few threads use both cores
+            with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
+                results = dict(zip(opened, pool.map(lambda s: _read(listing.files[s], s, old_files.get(s)), opened)))
             for symbol, path in listing.files.items():
-                stat = path.stat()
-                entry = old_files.get(symbol)
-                if entry and entry["name"] == path.name and (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+                stat, entry = stats[symbol], old_files.get(symbol)
+                if symbol not in results:
                     files[symbol] = entry
                     report.files_unchanged += 1
                     continue
-                data = path.read_bytes()
-                digest = _sha1(data)
-                if entry and entry["sha1"] == digest:  # a copy or a touch: same bytes, nothing to parse
+                digest, one = results[symbol]
+                if one is None:  # a copy or a touch: the same bytes, not parsed
                     files[symbol] = {**entry, "name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
                     report.files_unchanged += 1
                     continue
-                one = read_symbol_file(path, symbol, data)  # DataSourceError naming the file
                 parsed[symbol] = one.bars
                 files[symbol] = {
                     "name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha1": digest,
