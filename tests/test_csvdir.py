@@ -194,6 +194,28 @@ def test_the_import_reads_only_new_or_changed_files_and_drops_the_sessions_they_
     assert "AAA" not in set(bars.day(dt.date(2024, 1, 2))["symbol"]) and "AAA" not in set(bars.listing["symbol"])
 
 
+def test_sessions_another_source_or_folder_stored_are_replaced(tmp_path):
+    store, header = BarStore(tmp_path / "data"), "Date,Open,High,Low,Close,Volume"
+    one, two = write(tmp_path / "one" / "AAA.csv", header, ROWS).parent, write(tmp_path / "two" / "BBB.csv", header, ROWS).parent
+    simulated = pd.DataFrame({"symbol": ["SIM"], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [1.0]})
+    for d in (2, 3, 10):
+        store.write_day(dt.date(2024, 1, d), simulated, source="simulated")
+    bars, report = CsvImport(store, one).sync()
+    assert report.sessions_replaced == 2 and store.stored_days() == [dt.date(2024, 1, 10)]  # outside the files: kept
+
+    def serve(bars):  # what the scan's fetch stage does with the missing days
+        for d in (2, 3, 4):
+            store.write_day(dt.date(2024, 1, d), bars.day(dt.date(2024, 1, d)), source="csv")
+
+    serve(bars)
+    assert CsvImport(store, one).sync()[1].sessions_replaced == 0  # its own days stay
+    bars, report = CsvImport(store, two).sync()  # another folder, same data dir
+    assert report.sessions_replaced == 3
+    serve(bars)
+    bars, report = CsvImport(store, one).sync()  # and back: folder two's days are not folder one's bars
+    assert report.sessions_replaced == 3 and report.files_read == 0
+
+
 def test_an_unreadable_file_stops_the_import_and_names_it(tmp_path):
     folder = tmp_path / "csv"
     write(folder / "AAA.csv", "Date,Open,High,Low,Close,Volume", ROWS)

@@ -38,6 +38,7 @@ from technic_v4.store.atomic import atomic_write, atomic_write_text
 from technic_v4.store.bar_store import BarStore
 
 FORMAT = 1
+OWNER_STATE = "csv_import_owner"  # the import that last fed the store's day files
 MAX_LISTED = 20  # rejected rows / changed names listed in the report (all are counted)
 PARSE_THREADS = 4
 
@@ -68,6 +69,7 @@ class ImportReport:
     last_session: str | None = None
     symbols_late_start: int = 0  # files that start after the folder's first session (IPOs, spin-offs)
     sessions_changed: int = 0  # sessions dropped from the bar store to be served again
+    sessions_replaced: int = 0  # stored sessions another source or CSV folder had written, dropped to be served again
     reference_file: bool = False
     reference_rows: int = 0
     reference_changed: bool = False
@@ -180,11 +182,14 @@ class CsvImport:
                 kept = old[~old["symbol"].isin(gone)] if old is not None else None
                 table = combine(parsed, kept)
                 sessions = int(table["date"].nunique())
+            foreign = self._foreign_days(table, first_import=not old_files)
+            report.sessions_replaced = len(foreign)
             # the bar store forgets the changed sessions (and the listing) before the manifest says they are imported
-            for day in changed.tolist():
+            for day in sorted(set(changed.tolist()) | foreign):
                 self.store.delete_day(day)
-            if report.reference_changed or set(files) != set(old_files):
+            if report.reference_changed or set(files) != set(old_files) or foreign:
                 self.store.drop_reference()
+            self.store.write_state(OWNER_STATE, {"import": self.root.name, "folder": str(self.folder)})
             if table is not None:
                 arrow = pa.Table.from_pandas(table, preserve_index=False)
                 atomic_write(self.bars_path, lambda p: pq.write_table(arrow, p, compression="zstd"))
@@ -199,6 +204,21 @@ class CsvImport:
         bars = CsvBars((lambda: table) if table is not None else self._read_bars, listed, first, last)
         report.seconds = round(time.perf_counter() - started, 3)
         return bars, report
+
+    def _foreign_days(self, table: pd.DataFrame | None, first_import: bool) -> set[dt.date]:
+        """Stored sessions of this folder's span that another source or another CSV folder wrote (one data dir fed
+        by the simulated market, Polygon or a second folder): they are not this folder's bars, so they go."""
+        owner = self.store.read_state(OWNER_STATE) or {}
+        stored = self.store.stored_days()
+        if not stored:
+            return set()
+        if table is None:
+            table = pq.read_table(self.bars_path, columns=["date"]).to_pandas() if self.bars_path.exists() else None
+        if table is None or not len(table):
+            return set()
+        span = set(pd.to_datetime(table["date"].unique()).date)
+        mine = owner.get("import") == self.root.name and not first_import
+        return {d for d in stored if d in span and (not mine or (self.store.day_info(d) or {}).get("source") != "csv")}
 
     def _reference(self, path: Path | None, entry: dict | None, report: ImportReport):
         """(the reference file's frame or None, its manifest entry); parsed again only when its bytes changed."""
