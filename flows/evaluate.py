@@ -88,8 +88,7 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     run = open_runtime(scan_config)  # as_of: the data's last session (a CSV folder's) or the last completed one
     last = _last_session(config, run.as_of)
     evaluated, days = config.days_to_load(last)
-    if first := run.data_import.get("first_session"):  # a CSV folder starts with its files: no earlier day to ask for
-        days = [d for d in days if d >= dt.date.fromisoformat(first)]
+    days = run.within_data(days)  # a CSV folder starts with its files: no earlier day to ask for
     run = dataclasses.replace(run, as_of=last, config=scan_config.model_copy(update={"as_of": last}))
     async with run.source:
         calls_before = run.source.counter.snapshot()

@@ -264,3 +264,19 @@ def test_the_whole_sample_imports_with_its_readme_counts(tmp_path):
     _, report = CsvImport(BarStore(tmp_path / "data"), SAMPLE).sync()
     assert (report.files, report.rows, report.sessions) == (494, 405_429, 852)
     assert sum(report.empty_fields.values()) == 409 + 2 and report.zero_volume == 1  # WRK's row lacks three fields
+
+
+def test_a_scan_on_a_folder_defaults_to_its_last_session_and_asks_for_no_day_before_its_first(tmp_path, monkeypatch):
+    import dataclasses
+
+    from technic_v4.pipeline.runtime import open_runtime
+    from technic_v4.pipeline.scan_config import ScanConfig
+
+    monkeypatch.setenv("TECHNIC_DATA_DIR", str(tmp_path / "data"))
+    run = open_runtime(ScanConfig.build(data_source="csv", csv_dir=FIXTURE))
+    assert run.as_of == dt.date(2015, 12, 31) and run.data_import["files_read"] == 40
+    assert len(run.lookback_days()) == 300 and run.lookback_days()[-1] == run.as_of
+    early = dataclasses.replace(run, as_of=dt.date(2012, 10, 1))
+    assert early.lookback_days()[0] == dt.date(2012, 8, 13) and len(early.lookback_days()) == 35
+    again = open_runtime(ScanConfig.build(data_source="csv", csv_dir=FIXTURE, as_of=dt.date(2014, 6, 2)))
+    assert again.as_of == dt.date(2014, 6, 2) and again.data_import["files_read"] == 0
