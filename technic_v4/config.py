@@ -7,6 +7,7 @@ A bad value raises ConfigError naming the environment variable, e.g.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,7 @@ DataSourceName = Literal["auto", "polygon", "flatfiles", "csv", "simulated"]  # 
 TaskRunnerName = Literal["auto", "ray", "thread"]
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
+TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")  # a ticker symbol as users give it (watchlist, CSV file names)
 
 
 class Settings(BaseSettings):

@@ -9,10 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from technic_v4.config import DataSourceName, build_model
+from technic_v4.config import TICKER, DataSourceName, build_model
 
 SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
-_TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 
 class ScanConfig(BaseModel):
@@ -57,7 +56,7 @@ class ScanConfig(BaseModel):
     @classmethod
     def _check_tickers(cls, v: list[str]) -> list[str]:
         out = [s.strip().upper() for s in v]
-        bad = [s for s in out if not _TICKER.match(s)]
+        bad = [s for s in out if not TICKER.match(s)]
         if bad:
             raise ValueError(f"not ticker symbols: {bad}")
         return list(dict.fromkeys(out))

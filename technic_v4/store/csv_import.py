@@ -31,9 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from technic_v4.data.csvdir import (
-    BAR_COLUMNS, CsvBars, PRICE_FIELDS, combine, list_folder, listing_frame, read_reference_file, read_symbol_file,
-)
+from technic_v4.data.csvdir import BAR_COLUMNS, CsvBars, PRICE_FIELDS, combine, list_folder, read_symbol_file
+from technic_v4.data.csvref import listing_frame, read_reference_file
 from technic_v4.store.atomic import atomic_write, atomic_write_text
 from technic_v4.store.bar_store import BarStore
 
