@@ -216,6 +216,24 @@ def test_sessions_another_source_or_folder_stored_are_replaced(tmp_path):
     assert report.sessions_replaced == 3 and report.files_read == 0
 
 
+def test_the_import_lists_the_reference_file_and_a_changed_one_refreshes_the_cached_listing(tmp_path):
+    folder, store = tmp_path / "csv", BarStore(tmp_path / "data")
+    write(folder / "AAA.csv", "Date,Open,High,Low,Close,Volume", ROWS)
+    ref = folder / csvdir.REFERENCE_FILE
+    ref.write_text("symbol,name,sector,shares_outstanding\nAAA,Alpha Inc,Technology,2000000\n")
+    bars, report = CsvImport(store, folder).sync()
+    assert report.reference_file and report.reference_changed and report.reference_rows == 1
+    row = bars.listing.set_index("symbol").loc["AAA"]
+    assert (row["name"], row["sector"], row["shares_outstanding"]) == ("Alpha Inc", "Technology", 2e6)
+    store.write_reference(bars.listing)  # what the scan's load_reference caches for a week
+    _, report = CsvImport(store, folder).sync()
+    assert not report.reference_changed and store.read_reference() is not None
+    ref.write_text("symbol,name,sector,shares_outstanding\nAAA,Alpha Inc,Technology,3000000\n")
+    bars, report = CsvImport(store, folder).sync()
+    assert report.reference_changed and store.read_reference() is None  # the next scan lists the universe again
+    assert bars.listing["shares_outstanding"].tolist() == [3e6]
+
+
 def test_an_unreadable_file_stops_the_import_and_names_it(tmp_path):
     folder = tmp_path / "csv"
     write(folder / "AAA.csv", "Date,Open,High,Low,Close,Volume", ROWS)
@@ -278,5 +296,5 @@ def test_a_scan_on_a_folder_defaults_to_its_last_session_and_asks_for_no_day_bef
     assert len(run.lookback_days()) == 300 and run.lookback_days()[-1] == run.as_of
     early = dataclasses.replace(run, as_of=dt.date(2012, 10, 1))
     assert early.lookback_days()[0] == dt.date(2012, 8, 13) and len(early.lookback_days()) == 35
-    again = open_runtime(ScanConfig.build(data_source="csv", csv_dir=FIXTURE, as_of=dt.date(2014, 6, 2)))
-    assert again.as_of == dt.date(2014, 6, 2) and again.data_import["files_read"] == 0
+    again = open_runtime(ScanConfig.build(csv_dir=FIXTURE, as_of=dt.date(2014, 6, 2)))  # the folder picks the source
+    assert again.source.name == "csv" and again.as_of == dt.date(2014, 6, 2) and again.data_import["files_read"] == 0

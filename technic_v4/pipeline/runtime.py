@@ -65,7 +65,8 @@ def open_runtime(config: ScanConfig) -> ScanRuntime:
     if config.csv_dir is not None:
         overrides["csv_dir"] = config.csv_dir
     settings = load_settings(**overrides)
-    name = resolve_source_name(settings, config.data_source)
+    # a folder given for this scan means the csv source (unless another is named)
+    name = resolve_source_name(settings, config.data_source or ("csv" if config.csv_dir is not None else None))
     store = BarStore(settings.data_dir, lock_timeout=settings.lock_timeout)
     source = make_source(settings, name)
     data_end, data_import = prepare_source(source, store)

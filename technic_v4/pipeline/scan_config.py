@@ -43,7 +43,7 @@ class ScanConfig(BaseModel):
     )
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
-    csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR (the folder the csv source reads)")
+    csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR; given alone, it also picks the csv source")
 
     @field_validator("watchlist", mode="before")
     @classmethod
