@@ -23,8 +23,8 @@ START, END, CHECK_DAY = dt.date(2015, 10, 1), dt.date(2015, 11, 30), dt.date(201
 
 
 def use_csv(monkeypatch, data_dir: Path, folder: Path = FIXTURE) -> None:
-    for k, v in {"TECHNIC_DATA_DIR": str(data_dir), "TECHNIC_DATA_SOURCE": "csv", "TECHNIC_CSV_DIR": str(folder),
-                 "TECHNIC_TASK_RUNNER": "thread"}.items():
+    """The user's path: the two variables, every other setting at its default (auto runner: threads here)."""
+    for k, v in {"TECHNIC_DATA_DIR": str(data_dir), "TECHNIC_DATA_SOURCE": "csv", "TECHNIC_CSV_DIR": str(folder)}.items():
         monkeypatch.setenv(k, v)
 
 
@@ -61,6 +61,7 @@ def test_the_fixture_scan_runs_on_real_prices_with_the_files_defaults(fixture_sc
     s = cold.summary
     assert s["as_of"] == LAST.isoformat() and s["source"] == "csv" and not s["simulated"]
     assert s["metrics"]["api_calls"] == 0 and "[csv source: local files, no requests]" in cold.message
+    assert s["metrics"]["task_runner"] == "thread"  # the auto policy without a Ray cluster
     assert s["regime_detail"]["market"] == "equal-weighted index of 40 symbols" and s["regime"] != "UNKNOWN"
     assert "regime from the equal-weighted index of 40 symbols (no SPY in the data)" in cold.message
     assert s["data_import"]["files"] == 40 and s["data_import"]["files_read"] == 40
