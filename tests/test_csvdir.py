@@ -200,8 +200,11 @@ def test_sessions_another_source_or_folder_stored_are_replaced(tmp_path):
     simulated = pd.DataFrame({"symbol": ["SIM"], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [1.0]})
     for d in (2, 3, 10):
         store.write_day(dt.date(2024, 1, d), simulated, source="simulated")
+    store.write_splits(pd.DataFrame({"symbol": ["AAA"], "execution_date": [pd.Timestamp("2024-01-03")],
+                                     "split_from": [1.0], "split_to": [2.0]}))  # the other source's split of AAA
     bars, report = CsvImport(store, one).sync()
     assert report.sessions_replaced == 2 and store.stored_days() == [dt.date(2024, 1, 10)]  # outside the files: kept
+    assert report.splits_dropped and store.read_splits().empty  # the files are split-adjusted already
 
     def serve(bars):  # what the scan's fetch stage does with the missing days
         for d in (2, 3, 4):

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from technic_v4.data.columns import SPLIT_COLUMNS, empty_frame
 from technic_v4.data.csvdir import BAR_COLUMNS, CsvBars, PRICE_FIELDS, combine, list_folder, read_symbol_file
 from technic_v4.data.csvref import listing_frame, read_reference_file
 from technic_v4.store.atomic import atomic_write, atomic_write_text
@@ -69,6 +70,7 @@ class ImportReport:
     symbols_late_start: int = 0  # files that start after the folder's first session (IPOs, spin-offs)
     sessions_changed: int = 0  # sessions dropped from the bar store to be served again
     sessions_replaced: int = 0  # stored sessions another source or CSV folder had written, dropped to be served again
+    splits_dropped: bool = False  # splits another source had stored were forgotten (the files are split-adjusted)
     reference_file: bool = False
     reference_rows: int = 0
     reference_changed: bool = False
@@ -188,7 +190,14 @@ class CsvImport:
                 self.store.delete_day(day)
             if report.reference_changed or set(files) != set(old_files) or foreign:
                 self.store.drop_reference()
-            self.store.write_state(OWNER_STATE, {"import": self.root.name, "folder": str(self.folder)})
+            owner = {"import": self.root.name, "folder": str(self.folder)}
+            if self.store.read_state(OWNER_STATE) != owner and self.store.read_splits() is not None:
+                # splits another source recorded would adjust these split-adjusted files a second time (AAPL's 7:1
+                # of 2014); the next source to ask fetches its splits again (one call)
+                self.store.write_splits(empty_frame(SPLIT_COLUMNS))
+                self.store.write_state("splits", {})
+                report.splits_dropped = True
+            self.store.write_state(OWNER_STATE, owner)
             if table is not None:
                 arrow = pa.Table.from_pandas(table, preserve_index=False)
                 atomic_write(self.bars_path, lambda p: pq.write_table(arrow, p, compression="zstd"))
