@@ -217,16 +217,19 @@ class CsvImport:
         """Stored sessions of this folder's span that another source or another CSV folder wrote (one data dir fed
         by the simulated market, Polygon or a second folder): they are not this folder's bars, so they go."""
         owner = self.store.read_state(OWNER_STATE) or {}
-        stored = self.store.stored_days()
-        if not stored:
+        if not self.store.bars_dir.is_dir():
             return set()
         if table is None:
             table = pq.read_table(self.bars_path, columns=["date"]).to_pandas() if self.bars_path.exists() else None
         if table is None or not len(table):
             return set()
-        span = set(pd.to_datetime(table["date"].unique()).date)
         mine = owner.get("import") == self.root.name and not first_import
-        return {d for d in stored if d in span and (not mine or (self.store.day_info(d) or {}).get("source") != "csv")}
+        foreign = set()
+        for day in pd.to_datetime(table["date"].unique()).date:  # one meta read per session of the files
+            info = self.store.day_info(day)
+            if info is not None and (not mine or info.get("source") != "csv"):
+                foreign.add(day)
+        return foreign
 
     def _reference(self, path: Path | None, entry: dict | None, report: ImportReport):
         """(the reference file's frame or None, its manifest entry); parsed again only when its bytes changed."""
