@@ -95,8 +95,8 @@ def test_the_csv_scan_equals_the_scan_of_the_same_bars_over_the_loopback_polygon
         fixture_scans, tmp_path, monkeypatch, use_loopback_polygon):
     from technic_v4.testing.polygon_server import PolygonServer
 
-    cold, _, _ = fixture_scans
-    bars, _ = CsvImport(BarStore(tmp_path / "import"), FIXTURE).sync()
+    cold, _, data = fixture_scans
+    bars, _ = CsvImport(BarStore(data), FIXTURE).sync()  # the scans' import, up to date: nothing parsed again
     with PolygonServer(CsvMarket(bars), api_key="k-csv", today=LAST) as server:
         use_loopback_polygon(server, "k-csv", data_dir=tmp_path / "polygon")
         over_http = run_scan_output(ScanConfig.build(as_of=LAST))
