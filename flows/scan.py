@@ -1,5 +1,6 @@
-"""Flow `scan`: reference -> fetch bars (cached per month) -> load panel -> regime -> prescreen -> score (thread or
-Ray, chosen per run) -> validate -> publish. Each stage is one call into a plain function or a thin task."""
+"""Flow `scan`: reference -> fetch bars (cached per month) -> load_panel (the most liquid max_symbols) -> details
+(ticker details on a call budget) -> regime -> prescreen -> score (thread or Ray, chosen per run) -> validate ->
+summary -> publish. Each stage is one call into a plain function or a thin task."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
             fetched = await fetch_stage(run)
         with timer.stage("load_panel"):
             panel = load_liquid_panel(run.store, fetched.bars.days, config.max_symbols, config.watchlist,
-                                      splits=fetched.splits, duplicates=(duplicates := []))
+                                      splits=fetched.splits, duplicates=(duplicates := []),
+                                      cache=run.settings.panel_cache)
         with timer.stage("details"):  # ticker details on a budget, ranked by the bars just loaded
             reference, reference_info = await upkeep_details(run, reference, reference_info, panel, fetched, state,
                                                              calls_before)

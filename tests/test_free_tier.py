@@ -20,8 +20,8 @@ from technic_v4.data.polygon.source import PolygonSource
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.errors import AuthError
 from technic_v4.store.bar_store import BarStore
-from technic_v4.testing.polygon_server import PolygonServer
-from tests.helpers.budget_scan import KEY, LOOKBACK, budget_scan
+from tests.support.polygon_server import PolygonServer
+from tests.support.budget_scan import KEY, LOOKBACK, budget_scan
 
 AS_OF = dt.date(2026, 10, 14)
 FREE_TIER = 5  # requests per minute

@@ -10,8 +10,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from technic_v4.config import TICKER, DataSourceName, build_model
+from technic_v4.domain.scoring.score import SIGNALS
 
-SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
+SignalName = Literal[SIGNALS]  # the names score.py gives
 
 
 class ScanConfig(BaseModel):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from technic_v4.domain.indicators import CATALOGUE, Bars
+from technic_v4.domain.indicators import CATALOGUE, Bars, Indicator
 from technic_v4.domain.panel import Panel
 from technic_v4.domain.regime import Regime
 from technic_v4.domain.scoring.score import SCORE_COLUMNS, classify_signal, sub_scores, tech_rating, trade_plan
@@ -55,11 +55,13 @@ def count_in_window(mask: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[int, Regime], window: int) -> dict:
+def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[int, Regime], window: int,
+                extra: dict[str, Indicator] | None = None) -> dict:
     """Scores of the (row, col) cells of `panel` (clean, split-adjusted as of its last day) as of each cell's day.
 
     `regimes` maps a panel row to that day's Regime. Returns 1-D arrays per cell: TechRating, Signal, the sub-scores,
-    Close/ATR14/Entry/Stop/Target (in the panel's price basis) and `last_row` (the bar the values come from, -1: none).
+    Close/ATR14/Entry/Stop/Target (in the panel's price basis) and `last_row` (the bar the values come from, -1: none),
+    plus one array per `extra` indicator (name -> indicator), read as of each day exactly as the scoring inputs are.
     """
     bars = Bars.from_panel(panel)
     valid = _valid_bars(panel)
@@ -70,8 +72,8 @@ def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[
     compact = n_rows - bars.n_valid[cols] + np.cumsum(valid, axis=0)[src, cols] - 1
     have = count_in_window(valid, window)[rows, cols]
     values = {}
-    for key in SCORING_INPUTS:
-        indicator = CATALOGUE[key]
+    wanted = [(key, CATALOGUE[key]) for key in SCORING_INPUTS] + list((extra or {}).items())
+    for key, indicator in wanted:
         series = indicator.compute(bars)
         names, arrays = (key, series) if isinstance(key, tuple) else ((key,), (series,))
         enough = in_window & (have >= indicator.min_bars)
@@ -82,7 +84,8 @@ def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[
     for r, regime in regimes.items():
         label_of_row[r] = regime.label
     by_label = {regime.label: regime for regime in regimes.values()}
-    return _score_by_regime(values, label_of_row[rows], by_label) | {"last_row": np.where(in_window, last, -1)}
+    scored = _score_by_regime(values, label_of_row[rows], by_label)
+    return scored | {name: values[name] for name in extra or {}} | {"last_row": np.where(in_window, last, -1)}
 
 
 def _score_by_regime(values: dict, labels: np.ndarray, regimes: dict[str, Regime]) -> dict:

@@ -16,8 +16,9 @@ from technic_v4.domain.bar_quality import quarantine_panel
 from technic_v4.domain.panel import Panel
 from technic_v4.domain.regime import HIGH_VOL_SUFFIX, TRENDS, Regime
 from technic_v4.domain.scoring.history import score_cells
-from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS, SIGNALS
+from technic_v4.domain.scoring.score import LONG_SIGNALS, SCORE_COLUMNS, SHORT_SIGNALS, SIGNALS
 from technic_v4.pipeline.evaluation.config import EvalConfig
+from technic_v4.pipeline.evaluation.factors import FACTORS
 from technic_v4.pipeline.evaluation.forward import forward_returns, plan_first_sessions
 from technic_v4.pipeline.evaluation.universe import asof_factors, daily_regimes, kept_mask
 from technic_v4.errors import ConfigError
@@ -62,12 +63,12 @@ def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, 
 
 
 def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, dict]:
-    """Rows (Date, Symbol, Close, TechRating, Signal, Regime, Entry, Stop, Target, fwd_ret_{h}d, first plan sessions)
-    for the kept cells of `columns`, plus counts of NaN forward returns per horizon."""
+    """Rows (Date, Symbol, Close, TechRating, the sub-scores, the textbook factors, Signal, Regime, Entry, Stop,
+    Target, fwd_ret_{h}d, first plan sessions) for the kept cells of `columns`, plus counts of NaN forward returns."""
     panel = job.panel.take_columns(columns)
     day_idx, col = np.nonzero(job.keep[:, columns])
     rows = job.rows[day_idx]
-    s = score_cells(panel, rows, col, job.regimes, job.window)
+    s = score_cells(panel, rows, col, job.regimes, job.window, extra=FACTORS)
     fwd, missing = forward_returns(panel.close, rows, col, s["last_row"], job.horizons)
     direction = np.where(np.isin(s["Signal"], LONG_SIGNALS), 1.0, np.where(np.isin(s["Signal"], SHORT_SIGNALS), -1.0, np.nan))
     first_target, first_stop, both = plan_first_sessions(panel.high, panel.low, rows, col, direction, s["Stop"],
@@ -78,6 +79,7 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
         "Symbol": pd.Categorical.from_codes(columns[col], categories=job.panel.symbols),  # same categories everywhere
         "Close": s["Close"] / factor,
         "TechRating": s["TechRating"],
+        **{k: s[k].astype(np.float32) for k in (*SCORE_COLUMNS, *FACTORS)},  # attribution only: 7 digits suffice
         "Signal": pd.Categorical(s["Signal"], categories=SIGNALS),
         "Regime": pd.Categorical(s["Regime"], categories=REGIME_LABELS),
         "Entry": s["Entry"] / factor,
@@ -110,12 +112,14 @@ def column_chunks(n_symbols: int, chunk_symbols: int, multiple_of: int = 1) -> l
 
 def finish(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """One frame, sorted by Date, then TechRating (best first, NaN last), then Symbol. Strings are categoricals
-    with the same categories in every chunk, so the concatenation stays categorical (millions of rows)."""
-    frames = [f for f in frames if len(f)]
+    with the same categories in every chunk, so the concatenation stays categorical (millions of rows). Empties
+    `frames` once concatenated, so the chunks are freed before the sorted copy is made (one copy fewer at peak)."""
+    frames[:] = [f for f in frames if len(f)]
     if not frames:
         raise ConfigError("no (session, symbol) was kept by the prescreen on any evaluated day: "
                           "widen the date range or loosen max_symbols / the floors")
     out = pd.concat(frames, ignore_index=True)
+    frames.clear()
     order = np.lexsort((out["Symbol"].cat.codes.to_numpy(), -out["TechRating"].to_numpy(), out["Date"].to_numpy()))
     return out.take(order).reset_index(drop=True)
 

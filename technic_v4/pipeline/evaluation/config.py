@@ -23,7 +23,7 @@ class EvalConfig(BaseModel):
     start: dt.date | None = Field(None, description="First session evaluated (default: `sessions` before end)")
     end: dt.date | None = Field(None, description="Last session evaluated (default: last completed session)")
     sessions: int = Field(250, ge=2, le=5000, description="Sessions evaluated when start is not given")
-    horizons: tuple[int, ...] = Field((1, 5, 21), description="Forward-return horizons in sessions")
+    horizons: tuple[int, ...] = Field((1, 5, 21, 63), description="Forward-return horizons in sessions (IC decay)")
     max_symbols: int = Field(6000, ge=1, le=200_000, description="Most liquid N symbols per day, as the scan's")
     lookback_days: int = Field(300, ge=30, le=2520, description="Each day's scan window in sessions, as the scan's")
     min_market_cap: float = Field(500e6, ge=0)
