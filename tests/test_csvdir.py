@@ -15,7 +15,7 @@ import pytest
 
 from technic_v4.data import csvdir
 from technic_v4.data.csvdir import (
-    BAD_DATE, DUPLICATE_DATE, NOT_A_NUMBER, NOT_A_SESSION, CsvDirSource, list_folder, read_symbol_file,
+    BAD_DATE, DUPLICATE_DATE, NOT_A_NUMBER, NOT_A_SESSION, OUTSIDE_CALENDAR, CsvDirSource, list_folder, read_symbol_file,
 )
 from technic_v4.data.csvref import listing_frame, read_reference_file
 from technic_v4.errors import ConfigError, DataSourceError
@@ -81,6 +81,7 @@ def test_bad_rows_are_rejected_by_rule_and_empty_fields_kept_as_nan(tmp_path):
     rows = [
         ROWS[0],
         ("2024-01-06",) + ROWS[1][1:],  # a Saturday
+        ("1995-01-03",) + ROWS[1][1:],  # a session, but before the exchange calendar's range
         ("not a day",) + ROWS[1][1:],
         ROWS[1],
         ("2024-01-03",) + ROWS[2][1:],  # the same session again
@@ -88,10 +89,11 @@ def test_bad_rows_are_rejected_by_rule_and_empty_fields_kept_as_nan(tmp_path):
         ("2024-01-05", "n/a?", 12.0, 10.5, 11.5, 0),  # text that is not a number; zero volume
     ]
     parsed = read_symbol_file(write(tmp_path / "BAD.csv", "Date,Open,High,Low,Close,Volume", rows))
-    assert [(r["line"], r["rule"]) for r in parsed.rejects] == [(3, NOT_A_SESSION), (4, BAD_DATE), (6, DUPLICATE_DATE)]
-    assert [(r["line"], r["rule"], r["value"]) for r in parsed.not_numbers] == [(8, NOT_A_NUMBER, "open='n/a?'")]
+    assert [(r["line"], r["rule"]) for r in parsed.rejects] == [(3, NOT_A_SESSION), (4, OUTSIDE_CALENDAR), (5, BAD_DATE),
+                                                                (7, DUPLICATE_DATE)]
+    assert [(r["line"], r["rule"], r["value"]) for r in parsed.not_numbers] == [(9, NOT_A_NUMBER, "open='n/a?'")]
     bars = parsed.bars.set_index(parsed.bars["date"].dt.day)
-    assert parsed.rows == 7 and list(bars.index) == [2, 3, 4, 5]
+    assert parsed.rows == 8 and list(bars.index) == [2, 3, 4, 5]
     assert bars.loc[3, "close"] == 11.0  # the first row of a session wins
     assert np.isnan(bars.loc[4, "open"]) and np.isnan(bars.loc[4, "volume"]) and bars.loc[4, "high"] == 12.0
     assert np.isnan(bars.loc[5, "open"]) and bars.loc[5, "volume"] == 0

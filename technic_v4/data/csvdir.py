@@ -68,7 +68,8 @@ HEADER_ALIASES: dict[str, str] = {
 }
 # rows rejected at import (they never reach the store), by rule
 BAD_DATE, NOT_A_SESSION, DUPLICATE_DATE, NOT_A_NUMBER = "bad_date", "not_a_session", "duplicate_date", "not_a_number"
-REJECT_RULES = (BAD_DATE, NOT_A_SESSION, DUPLICATE_DATE, NOT_A_NUMBER)
+OUTSIDE_CALENDAR = "outside_calendar"  # before/after the XNYS calendar's range (exchange-calendars: ~20 years back)
+REJECT_RULES = (BAD_DATE, OUTSIDE_CALENDAR, NOT_A_SESSION, DUPLICATE_DATE, NOT_A_NUMBER)
 NA_TEXT = ("", "NaN", "nan", "NA", "N/A", "null", "NULL", "None", "-")  # an empty field, as exports write it
 
 
@@ -219,6 +220,9 @@ def read_symbol_file(path: Path, symbol: str | None = None, data: bytes | None =
     if ok.any():
         sessions = _all_sessions()
         values = dates.to_numpy()
+        outside = ok & ((values < sessions[0]) | (values > sessions[-1]))  # the exchange calendar knows no sessions there
+        reject(outside, OUTSIDE_CALENDAR, raw[cols["date"]])
+        ok &= ~outside
         at = np.clip(np.searchsorted(sessions, values), 0, len(sessions) - 1)
         not_session = ok & (sessions[at] != values)
         reject(not_session, NOT_A_SESSION, raw[cols["date"]])
