@@ -21,7 +21,9 @@ from flows.runners import SharedDataStore, choose_runner, make_task_runner
 from flows.tasks import load_reference, refresh_splits
 from technic_v4.calendar import last_completed_session, trading_days
 from technic_v4.domain.panel_load import load_panel
-from technic_v4.pipeline.evaluation.chunk import PanelJob, column_chunks, describe, evaluate_chunk, finish
+from technic_v4.pipeline.evaluation.chunk import (
+    PanelJob, add_cross_sectional, column_chunks, describe, evaluate_chunk, finish,
+)
 from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.listing import lists_delisted, with_delisted
@@ -111,7 +113,7 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
         outs, kind, reason = _run_chunks(prepared.job, config, run.settings)
         frames, infos = [o[0] for o in outs], [o[1] for o in outs]
         del outs  # finish() frees the chunk frames it is given once concatenated
-        scores = finish(frames)
+        scores = add_cross_sectional(finish(frames), prepared, reference)
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
     info = merge_chunk_infos(infos)

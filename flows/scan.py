@@ -11,6 +11,7 @@ from flows.fetch import fetch_stage
 from flows.publish import publish_scan
 from flows.score import score_symbols
 from flows.tasks import load_reference
+from technic_v4.domain.market_proxy import market_proxy
 from technic_v4.domain.regime import compute_regime
 from technic_v4.domain.scoring.results_schema import validate_results_report
 from technic_v4.pipeline.liquid_load import load_liquid_panel
@@ -54,10 +55,10 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         previous, previous_as_of = read_previous(run.settings.data_dir, run.config_key)
         plan = plan_rescore(screened.panel, reference, regime.label, previous, reuse=config.reuse_scores,
                             force=sorted(set(fetched.split_changed) | set(screened.protected)),
-                            first=screened.protected + state.last_signals)
+                            first=screened.protected + state.last_signals, variant=config.plan_variant)
         scored = score_symbols(screened.panel.select(plan.to_score), reference, regime, plan.priority, config,
                                run.settings)
-        results = assemble_results(scored.frame, plan)
+        results = assemble_results(scored.frame, plan, market_proxy(panel).close)  # RS across today's universe
     with timer.stage("validate"):
         results, invalid = validate_results_report(results)
         log_invalid(invalid)

@@ -10,6 +10,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 
+from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE
 from technic_v4.errors import AuthError, ConfigError
 from technic_v4.pipeline import fetch as fetching, universe
 from technic_v4.pipeline.metrics import peak_rss_mb
@@ -77,13 +78,15 @@ async def refresh_splits(runtime: ScanRuntime) -> tuple[pd.DataFrame, list[str]]
 
 
 @task(name="score-chunk", cache_policy=NO_CACHE)
-def score_chunk(panel: Panel, columns: np.ndarray, reference: pd.DataFrame, regime) -> tuple[pd.DataFrame, dict]:
+def score_chunk(panel: Panel, columns: np.ndarray, reference: pd.DataFrame, regime,
+                plan_rule: str = DEFAULT_PLAN_RULE,
+                min_reward_risk: float = DEFAULT_MIN_REWARD_RISK) -> tuple[pd.DataFrame, dict]:
     """Score a column chunk of the shared panel; runs on a Ray worker or a thread. Reports its own peak RSS."""
     import os
 
     from technic_v4.domain.scoring.score import score_panel
 
-    frame = score_panel(panel.take_columns(columns), reference, regime)
+    frame = score_panel(panel.take_columns(columns), reference, regime, plan_rule, min_reward_risk)
     return frame, {"pid": os.getpid(), "peak_rss_mb": round(peak_rss_mb(), 1), "symbols": int(len(columns))}
 
 

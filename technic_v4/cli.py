@@ -65,6 +65,8 @@ def scan(
     watchlist: str = typer.Option("", help="Comma-separated symbols, always scored first"),
     signals: Optional[str] = typer.Option(None, help="Comma-separated signals to keep, e.g. 'Strong Long,Long'"),
     top: int = typer.Option(25, help="Rows to print"),
+    plan_rule: Optional[str] = typer.Option(None, help="Trade plans: atr|structure (default: ScanConfig's)"),
+    min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this (default: ScanConfig's)"),
 ) -> None:
     """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
     import os
@@ -86,6 +88,7 @@ def scan(
             csv_dir=csv_dir,
             intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
             signals=[s.strip() for s in signals.split(",")] if signals else None,
+            **_plan_options(plan_rule, min_rr),
         )
     except (TechnicError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -205,6 +208,8 @@ def evaluate(
     source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|csv|simulated"),
     csv_dir: Optional[str] = typer.Option(None, help="Folder of SYMBOL.csv[.gz] files (TECHNIC_CSV_DIR) for --source csv"),
     runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
+    plan_rule: Optional[str] = typer.Option(None, help="Trade-plan rule whose outcomes are measured: atr|structure"),
+    min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this"),
 ) -> None:
     """Walk-forward evaluation: did TechRating and the signals predict forward returns? (Prefect flow `evaluate`)"""
     from technic_v4.evaluation import EvalConfig, run_evaluation
@@ -213,13 +218,18 @@ def evaluate(
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
             sessions=sessions, max_symbols=max_symbols, data_source=source, task_runner=runner, csv_dir=csv_dir,
-            **({"horizons": horizons} if horizons else {}),
+            **({"horizons": horizons} if horizons else {}), **_plan_options(plan_rule, min_rr),
         )
     except (TechnicError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     _, summary = run_evaluation(config)
     console.print(summary["message"], markup=False)
+
+
+def _plan_options(plan_rule: str | None, min_rr: float | None) -> dict:
+    """The plan options given on the command line (absent ones keep the config's defaults)."""
+    return {k: v for k, v in (("plan_rule", plan_rule), ("min_reward_risk", min_rr)) if v is not None}
 
 
 def _prepare_prefect_api():

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from technic_v4.config import TICKER, DataSourceName, build_model
 from technic_v4.domain.scoring.score import SIGNALS
+from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 
 SignalName = Literal[SIGNALS]  # the names score.py gives
 
@@ -45,6 +46,16 @@ class ScanConfig(BaseModel):
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
     csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR; given alone, it also picks the csv source")
+    plan_rule: Literal[PLAN_RULES] = Field(  # type: ignore[valid-type]
+        DEFAULT_PLAN_RULE, description="Trade plans: atr (stop 2·ATR, target 3·ATR) or structure (swing stop with an "
+        "ATR floor/cap, next-resistance or 2R target); see docs/columns.md")
+    min_reward_risk: float = Field(DEFAULT_MIN_REWARD_RISK, gt=0, le=20,
+                                   description="PlanOK is true when a plan's RewardRisk is at least this")
+
+    @property
+    def plan_variant(self) -> str:
+        """What of this configuration changes a scored row besides its bars (part of the reuse fingerprint)."""
+        return f"{self.plan_rule}:{self.min_reward_risk:g}"
 
     @field_validator("watchlist", mode="before")
     @classmethod

@@ -15,7 +15,12 @@ import pandas as pd
 from technic_v4.domain.bar_quality import quarantine_panel
 from technic_v4.domain.panel import Panel
 from technic_v4.domain.regime import HIGH_VOL_SUFFIX, TRENDS, Regime
+from technic_v4.domain.indicators.patterns import FLAG_COLUMNS, TREND_TEMPLATE_PER_SYMBOL
+from technic_v4.domain.market_proxy import market_proxy
+from technic_v4.domain.scoring.columns import LONG_RETURN_COLUMNS
 from technic_v4.domain.scoring.history import score_cells
+from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE
+from technic_v4.domain.scoring.relative_strength import UNKNOWN_SECTOR, market_return, relative_strength, trend_template
 from technic_v4.domain.scoring.score import LONG_SIGNALS, SCORE_COLUMNS, SHORT_SIGNALS, SIGNALS
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.factors import FACTORS
@@ -38,6 +43,8 @@ class PanelJob:
     regimes: dict[int, Regime]
     window: int
     horizons: tuple[int, ...]
+    plan_rule: str = DEFAULT_PLAN_RULE
+    min_reward_risk: float = DEFAULT_MIN_REWARD_RISK
 
 
 @dataclass
@@ -46,6 +53,7 @@ class Prepared:
     prescreen: dict[str, int]
     quarantine: pd.DataFrame
     universe_per_day: np.ndarray = field(default_factory=lambda: np.array([], int))
+    market_close: np.ndarray = field(default_factory=lambda: np.array([], float))  # (T,) market proxy of the panel
 
 
 def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, evaluated: list,
@@ -58,8 +66,10 @@ def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, 
     regimes = daily_regimes(panel, rows, config.lookback_days)
     clean, quarantine = quarantine_panel(panel.take_columns(used))
     job = PanelJob(panel=clean, keep=np.ascontiguousarray(keep[:, used]), factor=np.ascontiguousarray(factor[:, used]),
-                   rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons)
-    return Prepared(job=job, prescreen=counts, quarantine=quarantine, universe_per_day=keep.sum(axis=1))
+                   rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons,
+                   plan_rule=config.plan_rule, min_reward_risk=config.min_reward_risk)
+    return Prepared(job=job, prescreen=counts, quarantine=quarantine, universe_per_day=keep.sum(axis=1),
+                    market_close=market_proxy(panel).close)
 
 
 def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, dict]:
@@ -68,7 +78,7 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
     panel = job.panel.take_columns(columns)
     day_idx, col = np.nonzero(job.keep[:, columns])
     rows = job.rows[day_idx]
-    s = score_cells(panel, rows, col, job.regimes, job.window, extra=FACTORS)
+    s = score_cells(panel, rows, col, job.regimes, job.window, job.plan_rule, job.min_reward_risk, extra=FACTORS)
     fwd, missing = forward_returns(panel.close, rows, col, s["last_row"], job.horizons)
     direction = np.where(np.isin(s["Signal"], LONG_SIGNALS), 1.0, np.where(np.isin(s["Signal"], SHORT_SIGNALS), -1.0, np.nan))
     first_target, first_stop, both = plan_first_sessions(panel.high, panel.low, rows, col, direction, s["Stop"],
@@ -85,6 +95,12 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
         "Entry": s["Entry"] / factor,
         "Stop": s["Stop"] / factor,
         "Target": s["Target"] / factor,
+        "RewardRisk": s["RewardRisk"],
+        "PlanRule": pd.Categorical(s["PlanRule"]),
+        "PlanOK": s["PlanOK"],
+        **{k: s[k] for k in (*FLAG_COLUMNS, *TREND_TEMPLATE_PER_SYMBOL, "ret_63d", *LONG_RETURN_COLUMNS, "RSI14_w")},
+        "SMA10w": s["SMA10w"] / factor,
+        "SMA40w": s["SMA40w"] / factor,
         **fwd,
         "plan_target_session": first_target,
         "plan_stop_session": first_stop,
@@ -134,7 +150,22 @@ def evaluate_panel(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame |
     info = merge_chunk_infos([o[1] for o in outs])
     info.update(prescreen=prepared.prescreen, quarantined_bars=int(len(prepared.quarantine)),
                 universe_per_day=prepared.universe_per_day.tolist())
-    return finish([o[0] for o in outs]), info
+    return add_cross_sectional(finish([o[0] for o in outs]), prepared, reference), info
+
+
+def add_cross_sectional(scores: pd.DataFrame, prepared: Prepared, reference: pd.DataFrame) -> pd.DataFrame:
+    """Each session's relative strength, sector ranks and full trend template across that session's rows, as the
+    scan computes them across its joined table (`relative_strength`); the market is the loaded panel's proxy."""
+    sectors = reference.drop_duplicates("symbol").set_index("symbol")["sector"] if "sector" in reference else None
+    categories = scores["Symbol"].cat.categories
+    by_symbol = (sectors.reindex(categories) if sectors is not None else pd.Series(index=categories, dtype=object))
+    by_symbol = by_symbol.where(by_symbol.notna() & (by_symbol != ""), UNKNOWN_SECTOR).to_numpy(dtype=object)
+    sector = by_symbol[scores["Symbol"].cat.codes.to_numpy()]
+    day_rows = np.searchsorted(prepared.job.panel.dates, scores["Date"].to_numpy().astype("datetime64[D]"))
+    market = market_return(prepared.market_close, day_rows)
+    rs = relative_strength(scores, sector, day_rows, market)
+    tt = trend_template(scores, rs["RS_rating"])
+    return scores.assign(**rs, **tt, Sector=pd.Categorical(sector))
 
 
 def describe(scores: pd.DataFrame, reference: pd.DataFrame, prepared: Prepared, info: dict, evaluated: list) -> dict:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from technic_v4.calendar import last_completed_session, previous_trading_days, trading_days
 from technic_v4.config import DataSourceName, build_model
 from technic_v4.domain.indicators import required_history
+from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 from technic_v4.errors import ConfigError
 from technic_v4.pipeline.prescreen import PrescreenRules
 
@@ -37,6 +38,9 @@ class EvalConfig(BaseModel):
     chunk_symbols: int = Field(1000, ge=10, description="Symbols per scoring task (bounds each task's memory)")
     shuffle_seed: int = Field(0, description="Seed of the shuffled-rating control")
     on_missing_day: Literal["skip", "fail"] = Field("skip")
+    plan_rule: Literal[PLAN_RULES] = Field(  # type: ignore[valid-type]
+        DEFAULT_PLAN_RULE, description="Trade-plan rule whose outcomes are measured (as ScanConfig.plan_rule)")
+    min_reward_risk: float = Field(DEFAULT_MIN_REWARD_RISK, gt=0, le=20, description="As ScanConfig.min_reward_risk")
 
     @field_validator("horizons", mode="before")
     @classmethod

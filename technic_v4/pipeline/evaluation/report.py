@@ -59,9 +59,15 @@ def render_markdown(summary: dict, meta: dict) -> str:
         plans = s["plans"]
         parts.append(
             "### Trade plans: Target before Stop within the horizon (daily highs/lows; a session touching both = Stop)\n"
-            "| book | rows | target first | stop first | neither |\n|---|---|---|---|---|\n"
-            + "\n".join(f"| {side} | {p['rows']:,} | {p['target']:.1%} | {p['stop']:.1%} | {p['neither']:.1%} |"
+            "| book | plan rule | rows | target first | stop first | neither | median RewardRisk | mean result | "
+            "mean result (R) |\n|---|---|---|---|---|---|---|---|---|\n"
+            + "\n".join(f"| {side} | {p.get('rule', '')} | {p['rows']:,} | {p['target']:.1%} | {p['stop']:.1%} | "
+                        f"{p['neither']:.1%} | {_fmt(p.get('median_reward_risk', math.nan))} | "
+                        f"{_fmt(p.get('mean_result', math.nan), pct=True)} | {_fmt(p.get('mean_r', math.nan))} |"
                         for side, p in plans.items() if p["rows"])
+            + "\n\nMean result: the Target's distance from Entry when it came first, minus the Stop's when it did, else "
+            "the position marked to the horizon's close; as a fraction of Entry, and in R (the plan's own risk "
+            "|Entry - Stop|)."
         )
     t = summary["turnover"]
     parts.append(

@@ -26,7 +26,7 @@ import pandas as pd
 
 from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS, SIGNALS
 from technic_v4.pipeline.evaluation.factors import KIND, attributed_columns
-from technic_v4.pipeline.evaluation.forward import PLAN_OUTCOMES, plan_outcome_codes
+from technic_v4.pipeline.evaluation.forward import plan_outcome
 from technic_v4.pipeline.evaluation.rank_ic import T_DISTINGUISHABLE, DayGrid, RankIC, newey_west_t  # noqa: F401
 
 
@@ -49,17 +49,36 @@ def _group_table(codes: np.ndarray, labels, r: np.ndarray, excess: np.ndarray) -
     return table
 
 
+def plan_results(outcome: np.ndarray, direction: float, entry: np.ndarray, stop: np.ndarray, target: np.ndarray,
+                 fwd_ret: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each plan's result as a fraction of Entry and in R (its own risk |Entry - Stop|): the Target's distance when
+    the Target came first, minus the stop distance when the Stop did (a gap through the stop is not charged extra),
+    else the position marked to the horizon's close. Two rules with different stops compare on the fraction."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        risk = np.abs(entry - stop) / entry
+        result = np.where(outcome == "target", np.abs(target - entry) / entry,
+                          np.where(outcome == "stop", -risk, direction * fwd_ret))
+        return result, result / risk
+
+
 def _plan_table(rows: pd.DataFrame, h: int) -> dict:
+    """Per book: share of plans reaching Target first / Stop first / neither, rows, the rule that made them (the part
+    of PlanRule before ':'), their median RewardRisk and mean result (`plan_results`)."""
     out = {}
-    signal = pd.Categorical(rows["Signal"], categories=SIGNALS).codes
-    for side, signals in (("long", LONG_SIGNALS), ("short", SHORT_SIGNALS)):
-        part = np.isin(signal, [SIGNALS.index(x) for x in signals])
-        outcome = plan_outcome_codes(rows["plan_target_session"].to_numpy()[part],
-                                     rows["plan_stop_session"].to_numpy()[part], h)
-        n = int(part.sum())
-        counts = np.bincount(outcome, minlength=len(PLAN_OUTCOMES))
-        out[side] = {k: (float(counts[i] / n) if n else math.nan) for i, k in enumerate(PLAN_OUTCOMES)}
-        out[side]["rows"] = n
+    for side, signals, direction in (("long", LONG_SIGNALS, 1.0), ("short", SHORT_SIGNALS, -1.0)):
+        part = rows[rows["Signal"].isin(signals)]
+        outcome = plan_outcome(part["plan_target_session"].to_numpy(), part["plan_stop_session"].to_numpy(), h)
+        n = len(part)
+        out[side] = {k: (float((outcome == k).mean()) if n else math.nan) for k in ("target", "stop", "neither")}
+        out[side]["rows"] = int(n)
+        if "PlanRule" in part:
+            rules = sorted({str(r).split(":")[0] for r in part["PlanRule"].astype(str).unique()})
+            out[side]["rule"] = "+".join(rules)
+            out[side]["median_reward_risk"] = float(part["RewardRisk"].median()) if n else math.nan
+            result, r = plan_results(outcome, direction, part["Entry"].to_numpy(), part["Stop"].to_numpy(),
+                                     part["Target"].to_numpy(), part[f"fwd_ret_{h}d"].to_numpy())
+            out[side]["mean_result"] = float(np.nanmean(result)) if np.isfinite(result).any() else math.nan
+            out[side]["mean_r"] = float(np.nanmean(r)) if np.isfinite(r).any() else math.nan
     return out
 
 
@@ -101,7 +120,10 @@ def horizon_stats(scores: pd.DataFrame, grid: DayGrid, h: int, rating: tuple[dic
     return stats | {
         "by_signal": _group_table(signal, SIGNALS, r, excess),
         "by_decile": _group_table(decile, [float(k) for k in range(1, 11)], r, excess),
-        "plans": _plan_table(scores.loc[ok, ["Signal", "plan_target_session", "plan_stop_session"]], h),
+        "plans": _plan_table(scores.loc[ok, [c for c in ("Signal", "plan_target_session", "plan_stop_session",
+                                                         "PlanRule", "RewardRisk", "Entry", "Stop", "Target",
+                                                         f"fwd_ret_{h}d")
+                                             if c in scores]], h),
         "ic_series": detail["ic_series"], "control_series": detail["control_series"],
     }
 
