@@ -21,6 +21,12 @@ TaskRunnerName = Literal["auto", "ray", "thread"]
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
 TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")  # a ticker symbol as users give it (watchlist, CSV file names)
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+
+
+def split_urls(text: str) -> list[str]:
+    """Apprise's own separators: commas and whitespace."""
+    return [u for u in re.split(r"[\s,]+", text.strip()) if u]
 DEFAULT_DATA_DIR = Path.home() / ".technic_v4"
 
 
@@ -109,6 +115,11 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(
         120.0, gt=0, validation_alias="TECHNIC_LOCK_TIMEOUT", description="Seconds to wait for the bar-store lock."
     )
+    alert_urls: SecretStr | None = Field(
+        None, validation_alias="TECHNIC_ALERT_URLS",
+        description="Apprise URLs (comma or space separated, e.g. json://host:port/path, mailto://, slack://) told "
+        "once per scan about each screen whose members changed; never shown (they may hold tokens).",
+    )
     prefect_server_linger: float = Field(
         900.0, ge=0, validation_alias="TECHNIC_PREFECT_SERVER_LINGER",
         description="Idle seconds a scan's temporary Prefect server is kept (paused, no CPU) for the next scan of "
@@ -122,6 +133,20 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_key_is_none(cls, v):
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("alert_urls", mode="before")
+    @classmethod
+    def _check_alert_urls(cls, v):
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+        bad = [i + 1 for i, u in enumerate(split_urls(raw)) if not _URL_SCHEME.match(u)]
+        if bad:  # never echo the value: it may hold tokens
+            raise ValueError(f"URL number {bad} is not of the form scheme://... (an apprise URL)")
+        return raw
+
+    def alert_url_list(self) -> list[str]:
+        return split_urls(self.alert_urls.get_secret_value()) if self.alert_urls else []
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -198,5 +223,6 @@ def load_settings(**overrides) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        msg = format_validation_error(exc, env_names=True, hide=("POLYGON_API_KEY", "polygon_api_key"))
+        msg = format_validation_error(exc, env_names=True, hide=("POLYGON_API_KEY", "polygon_api_key",
+                                                                 "TECHNIC_ALERT_URLS", "alert_urls"))
         raise ConfigError(f"invalid configuration: {msg}") from None
