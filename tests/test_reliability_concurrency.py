@@ -31,6 +31,7 @@ def hold_lock(data_dir, seconds: float) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow  # ~50 s under load (two scan processes); a reliability path, not a main one
 def test_two_cold_scans_at_once_backfill_once(prefect_api, tmp_path, use_loopback_polygon):
     """Two processes start a cold scan of one empty data dir together, against the loopback Polygon server: one
     fetches every day, the other waits on the backfill lock and reuses them. Counted at the server: each day asked
