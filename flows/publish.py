@@ -58,7 +58,7 @@ async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary,
         summary.metrics.peak_rss_mb_flow = round(peak_rss_mb(), 1)
         report_md = render_markdown(summary, shown)
         paths = publish(results, data_dir=run.settings.data_dir, as_of=run.as_of, report_md=report_md,
-                        meta=summary.as_dict(), key=run.config_key)
+                        meta=summary.as_dict(), key=run.config_key, run_id=summary.flow_run_id)
         files = {"CSV (latest)": str(paths.latest_csv), "parquet (this run)": str(paths.history)}
         await publish_artifacts(summary, shown, report_md, run.config.signals, files)
     with timer.stage("charts_report_alerts"):  # after the table is published: nothing here can fail the scan

@@ -7,6 +7,7 @@ so the server comes up while this process imports (technic_v4/startup.py, flows/
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import sys
 from typing import TYPE_CHECKING, Optional
 
@@ -106,8 +107,11 @@ def scan(
         progress_hooks.add_listener(on_progress)
         try:
             df, msg = run_scan(config)
-        except TechnicError as exc:
-            console.print(f"[red]scan failed:[/red] {exc}")
+        except Exception as exc:
+            cause = user_error(exc)
+            if cause is None:
+                raise
+            console.print(f"[red]scan failed:[/red] {cause}", markup=True, highlight=False)
             raise typer.Exit(1) from None
         finally:
             progress_hooks.remove_listener(on_progress)
@@ -124,22 +128,23 @@ def scan(
 def top_cmd(n: int = typer.Option(25, help="Rows"), signal: Optional[str] = typer.Option(None),
             open_report: bool = typer.Option(False, "--open", help="Open the latest scan's report.html in a browser"),
             ) -> None:
-    """Print the last published scan (latest.csv) without scanning."""
+    """Print the last published scan (its latest.csv, found through results/manifest.json) without scanning."""
     import json
 
     import pandas as pd
 
     from technic_v4.config import load_settings
+    from technic_v4.pipeline.publish import CSV, SUMMARY, published_file, results_dir
 
     settings = load_settings()
-    path = settings.data_dir / "results" / "latest.csv"
-    if not path.exists():
-        console.print(f"no scan published yet under {path.parent}; run `technic scan` first")
+    path = published_file(settings.data_dir, CSV)  # the manifest's run, checksum verified: never two scans mixed
+    if path is None:
+        console.print(f"no scan published yet under {results_dir(settings.data_dir)}; run `technic scan` first")
         raise typer.Exit(1)
     df = pd.read_csv(path)
     if signal:
         df = df[df["Signal"] == signal]
-    meta = json.loads((path.parent / "latest.json").read_text())
+    meta = json.loads(published_file(settings.data_dir, SUMMARY).read_text())
     label = " — SIMULATED DATA" if meta.get("simulated") else ""
     console.print(results_table(df, f"Scan as of {meta.get('as_of')}{label}", n))
     from technic_v4.pipeline.report_html import run_folder
@@ -278,6 +283,34 @@ def evaluate(
     console.print(summary["message"], markup=False)
 
 
+def user_error(exc: BaseException) -> str | None:
+    """The message a user should read last for a failed command: the project's own error, or an OS error (a full
+    disk: path, space needed and free) — also when it surfaces only as the cause or context of another one (a
+    Prefect server that cannot record the failure on a full disk answers 500). None for anything else."""
+    from technic_v4.store.atomic import write_error
+
+    seen, chain, todo = set(), [], [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        chain.append(e)
+        todo += [e.__context__, e.__cause__]
+    for e in chain:  # the project's errors first: they name the file or the setting
+        if isinstance(e, TechnicError):
+            return str(e)
+    for e in chain:  # file-system errors only: one naming a file, or a full / read-only disk (not a refused socket)
+        disk = isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+                                           or "No space left on device" in str(e))
+        if isinstance(e, OSError) and (e.filename or disk):
+            from technic_v4.config import load_settings
+
+            where = e.filename or load_settings().data_dir
+            return str(write_error(where, e, verb="use"))
+    return None
+
+
 def _plan_options(plan_rule: str | None, min_rr: float | None) -> dict:
     """The plan options given on the command line (absent ones keep the config's defaults)."""
     return {k: v for k, v in (("plan_rule", plan_rule), ("min_reward_risk", min_rr)) if v is not None}
@@ -296,8 +329,11 @@ def main() -> None:
     tune_process()  # before Prefect's imports (technic_v4/heap.py)
     try:
         app()
-    except TechnicError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (TechnicError, OSError) as exc:
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        console.print(f"[red]error:[/red] {cause}", highlight=False)
         sys.exit(2)
 
 

@@ -99,7 +99,11 @@ def universe_lines(s: ScanSummary) -> list[str]:
         lines.append(f"market cap unknown for {unknown:,} symbols (kept, flagged MarketCapUnknown); "
                      f"{s.reference.get('details_fetched', 0)} details fetched this scan, "
                      f"{s.reference.get('details_still_missing', 0):,} still to fetch")
-    if h := s.short_history:
+    if (h := s.short_history) and h.get("source_starts"):
+        lines.append(f"only {h['sessions']} of {h['lookback_days']} sessions exist: the source has no bars before "
+                     f"{h['source_starts']} (an as-of earlier in its history); {h['rows']:,} rows lack 52-week "
+                     f"values: {short_list(h['symbols'])}. A later --as-of gives the full window")
+    elif h:
         lines.append(f"first scan on a rate-limited plan loaded {h['sessions']} of {h['lookback_days']} sessions; "
                      f"{h['rows']:,} rows lack 52-week values (a missing day in the window): "
                      f"{short_list(h['symbols'])}; the next scan fetches the older sessions")

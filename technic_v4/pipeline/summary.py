@@ -121,18 +121,24 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         metrics=metrics,
         previous_as_of=previous_as_of,
         provisional_days=list(bars.provisional),
-        short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback),
+        short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback,
+                                     first=bars.days[0] if bars.days else None, failed=bars.failed),
         data_import=dict(getattr(run, "data_import", {}) or {}),
         settings=run.config.model_dump(mode="json", include={*RESULT_FIELDS, "signals"}),
     )
 
 
-def _short_history(results, *, loaded: int, lookback: int) -> dict:
-    """A rate-limited first scan loads fewer sessions than asked: which rows lack the 52-week values."""
+def _short_history(results, *, loaded: int, lookback: int, first=None, failed: dict | None = None) -> dict:
+    """Fewer sessions than asked: which rows lack the 52-week values, and why — a rate-limited first scan (the next
+    scans fetch the rest) or a source without older sessions (every day before the first loaded one came back
+    empty: an as-of before the source's history; no later scan can fetch them)."""
     if loaded >= lookback:
         return {}
     short = results.loc[results["pct_from_52w_high"].isna(), "Symbol"]
-    return {"sessions": loaded, "lookback_days": lookback, "rows": len(short), "symbols": sorted(short)[:50]}
+    older = [d for d in (failed or {}) if first is not None and d < first.isoformat()]
+    before_source = bool(older) and all("no bars returned" in failed[d] for d in older)
+    return {"sessions": loaded, "lookback_days": lookback, "rows": len(short), "symbols": sorted(short)[:50],
+            **({"source_starts": first.isoformat()} if before_source else {})}
 
 
 @dataclass
