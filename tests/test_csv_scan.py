@@ -125,6 +125,7 @@ def test_the_evaluation_runs_on_the_files_and_says_survivorship(evaluated):
     meta = summary["meta"]
     assert meta["source"] == "csv" and not meta["simulated"] and meta["survivorship_bias"] is True
     assert "survivorship bias" in meta["listing"] and meta["metrics"]["api_calls"] == 0
+    assert "Survivorship bias:" in summary["report_md"] and "survivorship bias:" in summary["message"]
     days = sorted(scores["Date"].dt.date.unique())
     assert days[0] == START and days[-1] == END and len(days) == 42  # 22 October and 20 November sessions
     assert "UNKNOWN" not in set(scores["Regime"])  # the equal-weighted index stands in for SPY on every day
