@@ -23,6 +23,7 @@ from technic_v4.domain.panel_load import load_panel
 from technic_v4.pipeline.evaluation.chunk import PanelJob, column_chunks, describe, evaluate_chunk, finish
 from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
+from technic_v4.pipeline.evaluation.learned_report import evaluate_learned
 from technic_v4.pipeline.evaluation.listing import with_delisted
 from technic_v4.pipeline.evaluation.report import format_message, json_ready, render_markdown, save_plots
 from technic_v4.pipeline.evaluation.stats import summarize
@@ -104,8 +105,15 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     with timer.stage("score"):
         outs, kind, reason = _run_chunks(prepared.job, config, run.settings)
         scores = finish([o[0] for o in outs])
+    learned = None
+    if config.rating == "learned":
+        with timer.stage("learned"):
+            scores, learned = evaluate_learned(scores, evaluated, config, run.settings.data_dir, run.source_id)
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
+    if learned is not None:
+        summary["learned"] = learned
+        summary["verdicts"] = learned["verdicts"] + summary["verdicts"]
     info = merge_chunk_infos([o[1] for o in outs])
     meta = describe(scores, reference, prepared, info, evaluated) | {
         "simulated": run.simulated, "source": run.source.name, "listing": listing_note, "flow_run_id": str(flow_run.id),
@@ -116,6 +124,7 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
                     "peak_rss_mb_flow": round(peak_rss_mb(), 1), "stages_s": timer.as_dict(),
                     "wall_seconds": round(timer.total, 3)},
     }
+    meta["rating"] = config.rating
     summary["meta"] = meta
     summary["report_md"] = render_markdown(summary, meta)
     with timer.stage("publish"):

@@ -59,7 +59,8 @@ def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[
     """Scores of the (row, col) cells of `panel` (clean, split-adjusted as of its last day) as of each cell's day.
 
     `regimes` maps a panel row to that day's Regime. Returns 1-D arrays per cell: TechRating, Signal, the sub-scores,
-    Close/ATR14/Entry/Stop/Target (in the panel's price basis) and `last_row` (the bar the values come from, -1: none).
+    Close/ATR14/Entry/Stop/Target (in the panel's price basis), `last_row` (the bar the values come from, -1: none)
+    and `indicators` (every SCORING_INPUTS value per cell: the learned rating's features read them).
     """
     bars = Bars.from_panel(panel)
     valid = _valid_bars(panel)
@@ -101,4 +102,5 @@ def _score_by_regime(values: dict, labels: np.ndarray, regimes: dict[str, Regime
         signal, entry, stop, target, _ = trade_plan(signal, values["Close"][at], values["ATR14"][at], regime)
         out["TechRating"][at], out["Signal"][at] = rating, signal
         out["Entry"][at], out["Stop"][at], out["Target"][at] = entry, stop, target
-    return out | {k: scores[k] for k in SCORE_COLUMNS} | {"Close": values["Close"], "ATR14": values["ATR14"]}
+    return out | {k: scores[k] for k in SCORE_COLUMNS} | {"Close": values["Close"], "ATR14": values["ATR14"],
+                                                         "indicators": values}

@@ -16,6 +16,7 @@ from technic_v4.domain.bar_quality import quarantine_panel
 from technic_v4.domain.panel import Panel
 from technic_v4.domain.regime import HIGH_VOL_SUFFIX, TRENDS, Regime
 from technic_v4.domain.scoring.history import score_cells
+from technic_v4.domain.scoring.learned import raw_feature_frame
 from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS, SIGNALS
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.forward import forward_returns, plan_first_sessions
@@ -37,6 +38,7 @@ class PanelJob:
     regimes: dict[int, Regime]
     window: int
     horizons: tuple[int, ...]
+    features: bool = False  # add the learned rating's raw features (float32 columns FEATURE_PREFIX + name)
 
 
 @dataclass
@@ -57,7 +59,8 @@ def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, 
     regimes = daily_regimes(panel, rows, config.lookback_days)
     clean, quarantine = quarantine_panel(panel.take_columns(used))
     job = PanelJob(panel=clean, keep=np.ascontiguousarray(keep[:, used]), factor=np.ascontiguousarray(factor[:, used]),
-                   rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons)
+                   rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons,
+                   features=config.rating == "learned")
     return Prepared(job=job, prescreen=counts, quarantine=quarantine, universe_per_day=keep.sum(axis=1))
 
 
@@ -87,6 +90,8 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
         "plan_target_session": first_target,
         "plan_stop_session": first_stop,
     })
+    if job.features:
+        frame = pd.concat([frame, raw_feature_frame(s["indicators"] | s)], axis=1)
     return frame, {"missing": missing, "plan_both_same_session": both, "cells": int(len(frame))}
 
 

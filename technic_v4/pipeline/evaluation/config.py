@@ -36,8 +36,13 @@ class EvalConfig(BaseModel):
     chunk_symbols: int = Field(1000, ge=10, description="Symbols per scoring task (bounds each task's memory)")
     shuffle_seed: int = Field(0, description="Seed of the shuffled-rating control")
     on_missing_day: Literal["skip", "fail"] = Field("skip")
+    rating: Literal["tech", "learned"] = Field(
+        "tech", description="learned: also fit the learned rating walk-forward (monthly refits, persisted under "
+        "data_dir/models) and report its out-of-sample statistics beside TechRating's")
+    learned_horizons: tuple[int, ...] = Field((5, 21), description="Horizons the learned rating is fitted for "
+                                              "(each must be one of `horizons`)")
 
-    @field_validator("horizons", mode="before")
+    @field_validator("horizons", "learned_horizons", mode="before")
     @classmethod
     def _parse_horizons(cls, v):
         if isinstance(v, str):
@@ -62,6 +67,12 @@ class EvalConfig(BaseModel):
     def _ordered(self):
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
+
+    @model_validator(mode="after")
+    def _learned_horizons_evaluated(self):
+        if self.rating == "learned" and not set(self.learned_horizons) <= set(self.horizons):
+            raise ValueError(f"learned_horizons {self.learned_horizons} must be among horizons {self.horizons}")
         return self
 
     @classmethod
