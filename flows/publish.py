@@ -7,7 +7,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb
 from technic_v4.pipeline.publish import publish
-from technic_v4.pipeline.report import format_message, render_markdown, top_table
+from technic_v4.pipeline.report import format_message, ranked_by, render_markdown, top_table
 from technic_v4.pipeline.runtime import ScanRuntime
 from technic_v4.pipeline.state import RESULT_FIELDS, ScanState
 from technic_v4.pipeline.summary import ScanOutput, ScanSummary
@@ -21,7 +21,7 @@ async def publish_artifacts(summary: ScanSummary, shown: pd.DataFrame, report_md
     which = f" — signals {', '.join(signals)}" if signals else ""
     await acreate_table_artifact(
         key="scan-top", table=top_table(shown, TOP_ROWS),
-        description=f"Top {min(TOP_ROWS, len(shown))} of {len(shown)} by TechRating, {summary.as_of}{which}{label}",
+        description=f"Top {min(TOP_ROWS, len(shown))} of {len(shown)} by {ranked_by(shown)}, {summary.as_of}{which}{label}",
     )
     await acreate_markdown_artifact(key="scan-report", markdown=report_md, description=f"Scan report{label}")
 

@@ -40,11 +40,15 @@ def results_table(df: pd.DataFrame, title: str, top: int) -> Table:
 
     table = Table(title=title, show_lines=False, header_style="bold")
     table.add_column("#", justify="right")
-    for col in TABLE_COLUMNS:
+    columns = TABLE_COLUMNS
+    if "LearnedRating" in df and df["LearnedRating"].notna().any():
+        columns = [*TABLE_COLUMNS[:TABLE_COLUMNS.index("TechRating") + 1], "LearnedRating",
+                   *TABLE_COLUMNS[TABLE_COLUMNS.index("TechRating") + 1:]]
+    for col in columns:
         table.add_column(col, justify="left" if df[col].dtype == object else "right")
     for i, row in enumerate(df.head(top).itertuples(index=False), 1):
         cells = []
-        for col in TABLE_COLUMNS:
+        for col in columns:
             v = getattr(row, col)
             if isinstance(v, float):
                 cells.append("" if pd.isna(v) else (f"{v:.1%}" if col in ("ret_21d", "ATR14_pct") else f"{v:,.2f}"))
@@ -66,6 +70,8 @@ def scan(
     watchlist: str = typer.Option("", help="Comma-separated symbols, always scored first"),
     signals: Optional[str] = typer.Option(None, help="Comma-separated signals to keep, e.g. 'Strong Long,Long'"),
     top: int = typer.Option(25, help="Rows to print"),
+    rating: Optional[str] = typer.Option(None, help="tech|learned (default tech; learned falls back to TechRating "
+                                                     "without a model)"),
 ) -> None:
     """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
     import os
@@ -86,6 +92,7 @@ def scan(
             max_symbols=max_symbols, data_source=source, as_of=dt.date.fromisoformat(as_of) if as_of else None,
             intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
             signals=[s.strip() for s in signals.split(",")] if signals else None,
+            **({"rating": rating} if rating else {}),
         )
     except (TechnicError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -108,7 +115,9 @@ def scan(
             raise typer.Exit(1) from None
         finally:
             progress_hooks.remove_listener(on_progress)
-    title = f"Top {min(top, len(df))} of {len(df)} by TechRating"
+    from technic_v4.pipeline.report import ranked_by
+
+    title = f"Top {min(top, len(df))} of {len(df)} by {ranked_by(df)}"
     if "SIMULATED" in msg:
         title += " — SIMULATED DATA"
     console.print(results_table(df, title, top))
@@ -203,6 +212,8 @@ def evaluate(
     horizons: str = typer.Option("1,5,21", help="Forward-return horizons in sessions"),
     source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|simulated"),
     runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
+    rating: Optional[str] = typer.Option(None, help="tech|learned: learned also fits the learned rating walk-forward "
+                                                     "(monthly refits, saved under the data dir) and reports it"),
 ) -> None:
     """Walk-forward evaluation: did TechRating and the signals predict forward returns? (Prefect flow `evaluate`)"""
     from technic_v4.evaluation import EvalConfig, run_evaluation
@@ -211,6 +222,7 @@ def evaluate(
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
             sessions=sessions, max_symbols=max_symbols, horizons=horizons, data_source=source, task_runner=runner,
+            **({"rating": rating} if rating else {}),
         )
     except (TechnicError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -44,6 +44,9 @@ class ScanConfig(BaseModel):
     )
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
+    rating: Literal["tech", "learned"] = Field(
+        "tech", description="tech: TechRating ranks and signals; learned: the newest walk-forward model trained before "
+        "as_of (fit by `technic evaluate --rating learned`) fills LearnedRating and the signals, TechRating if none")
 
     @field_validator("watchlist", mode="before")
     @classmethod

@@ -63,6 +63,7 @@ class ScanSummary:
     provisional_days: list[str] = field(default_factory=list)  # fetched before their settle time; refetched later
     short_history: dict = field(default_factory=dict)  # a rate-limited first scan's shorter window and rows it leaves short
     paths: dict[str, str] = field(default_factory=dict)
+    rating: dict = field(default_factory=dict)  # which rating ran (pipeline/learned_rating.apply_rating)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -73,7 +74,8 @@ def signal_counts(results: pd.DataFrame) -> dict[str, int]:
 
 
 def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, previous, previous_as_of: str | None,
-                  calls: dict, reference_info: dict, plan, scored, invalid_rows: int) -> ScanSummary:
+                  calls: dict, reference_info: dict, plan, scored, invalid_rows: int,
+                  rating: dict | None = None) -> ScanSummary:
     """The one place a scan's summary is put together from its stages' outputs (see flows/scan.py)."""
     workers, bars, live_day = scored.workers, fetched.bars, fetched.live_day
     metrics = ScanMetrics(
@@ -118,6 +120,7 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         previous_as_of=previous_as_of,
         provisional_days=list(bars.provisional),
         short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback),
+        rating=rating or {},
     )
 
 

@@ -78,6 +78,8 @@ def day_percentile_ranks(values: np.ndarray, day: np.ndarray) -> np.ndarray:
     out = np.zeros(n, dtype=np.float32)
     if n == 0:
         return out
+    if n > 1 and (np.diff(day) >= 0).all():
+        return _grid_ranks(values, day)
     finite = np.isfinite(values)
     keyed = np.where(finite, values, np.inf)
     by_value = np.argsort(keyed, kind="stable")
@@ -93,6 +95,32 @@ def day_percentile_ranks(values: np.ndarray, day: np.ndarray) -> np.ndarray:
     ok = np.isfinite(v)
     out[order[ok]] = pct[ok]
     return out
+
+
+def _grid_ranks(values: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """day_percentile_ranks for rows sorted by day: one (days x largest day) grid sorted along its rows, ~3x faster
+    than sorting the flat array by (day, value)."""
+    sizes = np.bincount(day)
+    first = np.r_[0, np.cumsum(sizes)[:-1]]
+    pos = np.arange(len(values)) - first[day]
+    grid = np.full((len(sizes), sizes.max()), np.inf, dtype=np.float32)
+    grid[day, pos] = np.where(np.isfinite(values), values, np.inf)
+    order = np.argsort(grid, axis=1)
+    v = np.take_along_axis(grid, order, axis=1)
+    width = v.shape[1]
+    col = np.broadcast_to(np.arange(width), v.shape)
+    new = np.ones(v.shape, bool)
+    new[:, 1:] = v[:, 1:] != v[:, :-1]
+    start = np.maximum.accumulate(np.where(new, col, 0), axis=1)  # first position of each tie group
+    last = np.ones(v.shape, bool)
+    last[:, :-1] = new[:, 1:]
+    end = np.minimum.accumulate(np.where(last, col, width)[:, ::-1], axis=1)[:, ::-1]  # last position of the group
+    count = np.isfinite(v).sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = np.where(np.isfinite(v), ((start + end) / 2.0 + 0.5) / count - 0.5, 0.0)
+    ranked = np.empty_like(pct)
+    np.put_along_axis(ranked, order, pct, axis=1)
+    return ranked[day, pos].astype(np.float32)
 
 
 def regime_one_hot(labels: np.ndarray) -> np.ndarray:
@@ -136,7 +164,8 @@ class LearnedModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         if self.kind == "ridge":
             return (X.astype(np.float64) @ self.coef + self.intercept).astype(np.float64)
-        return np.asarray(self.booster.predict(X), dtype=np.float64)
+        # one thread: OpenMP's spin-waits on a busy 2-core box cost more than a second thread gains
+        return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
 
 
 def model_columns(features: tuple[str, ...]) -> np.ndarray:

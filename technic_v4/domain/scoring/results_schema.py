@@ -53,6 +53,8 @@ ResultSchema = pa.DataFrameSchema(
         # shares outstanding not fetched yet: MarketCap is NaN on exactly these rows
         "MarketCapUnknown": pa.Column(bool, pa.Check(lambda s: s.isin([True, False]), name="bool")),
         "Signal": pa.Column(str, pa.Check.isin(SIGNALS)),
+        # NaN unless the learned rating ran (pipeline/learned_rating); added after scoring, so optional here
+        "LearnedRating": pa.Column("float64", [finite_check()], nullable=True, required=False),
     },
     checks=[
         pa.Check(lambda df: ~df["MarketCapUnknown"].astype(bool) | df["MarketCap"].isna(), name="unknown_cap_is_nan"),

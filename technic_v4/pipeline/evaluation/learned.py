@@ -39,9 +39,9 @@ class WalkForward:
     train_sessions: int = 252
     min_train_sessions: int = 126
     min_selection_sessions: int = 21
-    rows_per_day: int = 200
-    ridge_alphas: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)
-    lgbm_rounds: int = 80
+    rows_per_day: int = 120
+    ridge_alpha: float = 100.0  # mild: ~40,000 rows of features with variance 1/12 give X'X diagonals ~3,000
+    lgbm_rounds: int = 60
     lgbm_params: dict = field(default_factory=lambda: {
         "objective": "regression", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 200,
         "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "seed": 0,
@@ -89,24 +89,27 @@ def row_hash(symbols: pd.Categorical, dates: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(29))
 
 
-def subsample(day: np.ndarray, key: np.ndarray, ok: np.ndarray, per_day: int) -> np.ndarray:
-    """Row indices: among rows with `ok`, the `per_day` smallest keys of each session."""
+def sampled_rows(day: np.ndarray, key: np.ndarray, ok: np.ndarray, per_day: int) -> np.ndarray:
+    """(n,) bool: among rows with `ok`, the `per_day` smallest keys of each session (the training sample; which rows
+    a refit uses is this mask within its window, so the choice never depends on the window)."""
     idx = np.flatnonzero(ok)
     order = idx[np.lexsort((key[idx], day[idx]))]
     d = day[order]
     first = np.r_[0, np.flatnonzero(d[1:] != d[:-1]) + 1]
     position = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
-    return np.sort(order[position < per_day])
+    mask = np.zeros(len(day), bool)
+    mask[order[position < per_day]] = True
+    return mask
 
 
 def _fit_ridge(X: np.ndarray, y: np.ndarray, spec: WalkForward) -> tuple[LearnedModel, bytes]:
-    from sklearn.linear_model import RidgeCV
+    from sklearn.linear_model import Ridge
 
     cols = model_columns(RIDGE_FEATURES)
-    model = RidgeCV(alphas=spec.ridge_alphas).fit(X[:, cols].astype(np.float64), y.astype(np.float64))
+    model = Ridge(alpha=spec.ridge_alpha, solver="cholesky").fit(X[:, cols].astype(np.float64), y.astype(np.float64))
     coef = np.asarray(model.coef_, dtype=np.float64)
     learned = LearnedModel(kind="ridge", features=RIDGE_FEATURES, cutoffs={}, intercept=float(model.intercept_),
-                           coef=coef, manifest={"alpha": float(model.alpha_)})
+                           coef=coef, manifest={"alpha": float(model.alpha)})
     blob = np.concatenate([[learned.intercept], coef]).tobytes()
     return learned, blob
 
@@ -124,14 +127,13 @@ def _fit_lgbm(X: np.ndarray, y: np.ndarray, spec: WalkForward) -> tuple[LearnedM
 FITTERS = {"ridge": _fit_ridge, "lgbm": _fit_lgbm}
 
 
-def _mean_ic(pred: np.ndarray, target: np.ndarray, day: np.ndarray, first: int, last: int) -> tuple[float, int]:
-    """Mean daily rank IC of `pred` vs `target` on the rows of sessions first..last (NaN-free rows only)."""
-    rows = (day >= first) & (day <= last) & np.isfinite(pred) & np.isfinite(target)
-    if not rows.any():
-        return float("nan"), 0
-    _, d = np.unique(day[rows], return_inverse=True)
-    ic = daily_rank_ic(d, within_day_ranks(d, pred[rows]), within_day_ranks(d, target[rows])).dropna()
-    return (float(ic.mean()) if len(ic) else float("nan")), int(len(ic))
+def daily_ic(pred: np.ndarray, target: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sessions, rank IC of `pred` vs `target` on each) over the rows given (NaN-free rows only)."""
+    ok = np.isfinite(pred) & np.isfinite(target)
+    sessions, d = np.unique(day[ok], return_inverse=True)
+    if not ok.any():
+        return sessions, np.array([])
+    return sessions, daily_rank_ic(d, within_day_ranks(d, pred[ok]), within_day_ranks(d, target[ok])).to_numpy()
 
 
 def refit_sessions(sessions: np.ndarray, horizon: int, spec: WalkForward) -> list[int]:
@@ -152,18 +154,19 @@ def walk_forward(X: np.ndarray, day: np.ndarray, sessions: np.ndarray, target: n
     n_sessions = len(sessions)
     preds = {k: np.full(len(day), np.nan, dtype=np.float32) for k in ("learned", *FITTERS)}
     signals = np.full(len(day), AVOID, dtype=object)
+    ic_by_day = {k: np.full(n_sessions, np.nan) for k in FITTERS}
     refits = refit_sessions(sessions, horizon, spec)
     final = n_sessions - horizon >= spec.min_train_sessions
     points = refits + ([n_sessions] if final and (not refits or refits[-1] != n_sessions) else [])
     fits: list[Fit] = []
     row_order = np.argsort(day, kind="stable")
     bounds = np.searchsorted(day[row_order], np.arange(n_sessions + 1))
+    sample = sampled_rows(day, key, np.isfinite(target), spec.rows_per_day)
     for k, i in enumerate(points):
         last_train = i - horizon - 1  # t + h <= i - 1
         first_train = max(0, last_train - spec.train_sessions + 1)
-        in_window = np.zeros(len(day), bool)
-        in_window[row_order[bounds[first_train]:bounds[last_train + 1]]] = True
-        rows = subsample(day, key, in_window & np.isfinite(target), spec.rows_per_day)
+        window = row_order[bounds[first_train]:bounds[last_train + 1]]
+        rows = np.sort(window[sample[window]])
         Xt, yt = X[rows], target[rows]
         models, blobs = {}, {}
         for kind, fitter in FITTERS.items():
@@ -171,9 +174,10 @@ def walk_forward(X: np.ndarray, day: np.ndarray, sessions: np.ndarray, target: n
             train_pred = models[kind].predict(np.ascontiguousarray(Xt[:, model_columns(models[kind].features)]))
             models[kind].cutoffs = signal_cutoffs(train_pred, tech_signal[rows])
         selection = {}
-        for kind in FITTERS:
-            mean, days = _mean_ic(preds[kind], target, day, first_train, last_train)
-            selection[kind] = {"mean_ic": mean, "days": days}
+        for kind in FITTERS:  # each kind's own walk-forward ICs on sessions whose labels closed before i
+            known = ic_by_day[kind][first_train:last_train + 1]
+            known = known[np.isfinite(known)]
+            selection[kind] = {"mean_ic": float(known.mean()) if known.size else float("nan"), "days": int(known.size)}
         chosen = "ridge"
         if (selection["lgbm"]["days"] >= spec.min_selection_sessions
                 and selection["lgbm"]["mean_ic"] > selection["ridge"]["mean_ic"]):
@@ -183,6 +187,8 @@ def walk_forward(X: np.ndarray, day: np.ndarray, sessions: np.ndarray, target: n
         for kind, model in models.items():
             if len(scored):
                 preds[kind][scored] = model.predict(np.ascontiguousarray(X[scored][:, model_columns(model.features)]))
+                sessions_ic, ic = daily_ic(preds[kind][scored], target[scored], day[scored])
+                ic_by_day[kind][sessions_ic] = ic  # used only by refits after these labels close
         preds["learned"][scored] = preds[chosen][scored]
         signals[scored] = classify_learned(preds[chosen][scored], models[chosen].cutoffs)
         applies = sessions[i] if i < n_sessions else (next_session if next_session is not None else sessions[-1] + 1)
