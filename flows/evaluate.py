@@ -3,6 +3,7 @@ forward returns and trade-plan outcomes per symbol chunk (thread or Ray tasks) -
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -48,9 +49,10 @@ def evaluate_chunk_task(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFram
     return frame, info | {"pid": os.getpid(), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
-def _last_session(config: EvalConfig) -> dt.date:
-    """The last session to load: the longest horizon after `end`, never past the last completed session."""
-    done = last_completed_session()
+def _last_session(config: EvalConfig, data_end: dt.date | None = None) -> dt.date:
+    """The last session to load: the longest horizon after `end`, never past the last completed session (or the
+    data's last session, for a source whose data ends earlier: a CSV folder)."""
+    done = data_end or last_completed_session()
     if config.end is None or config.end >= done:
         return done
     after = trading_days(config.end, done)
@@ -82,10 +84,12 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     """Walk-forward, point-in-time evaluation of TechRating and signals over the stored history."""
     reset_peak_rss()
     timer = StageTimer()
-    last = _last_session(config)
+    scan_config = ScanConfig.build(data_source=config.data_source, data_dir=config.data_dir, csv_dir=config.csv_dir,
+                                   lookback_days=config.lookback_days, on_missing_day=config.on_missing_day)
+    run = open_runtime(scan_config)  # as_of: the data's last session (a CSV folder's) or the last completed one
+    last = _last_session(config, run.as_of)
     evaluated, days = config.days_to_load(last)
-    run = open_runtime(ScanConfig.build(data_source=config.data_source, data_dir=config.data_dir, as_of=last,
-                                        lookback_days=config.lookback_days, on_missing_day=config.on_missing_day))
+    run = dataclasses.replace(run, as_of=last, config=scan_config.model_copy(update={"as_of": last}))
     async with run.source:
         calls_before = run.source.counter.snapshot()
         with timer.stage("reference"):

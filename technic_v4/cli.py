@@ -62,8 +62,9 @@ def results_table(df: pd.DataFrame, title: str, top: int) -> Table:
 @app.command()
 def scan(
     max_symbols: int = typer.Option(6000, help="Most liquid N symbols considered"),
-    source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|simulated"),
-    as_of: Optional[str] = typer.Option(None, help="YYYY-MM-DD (default: last completed session)"),
+    source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|csv|simulated"),
+    csv_dir: Optional[str] = typer.Option(None, help="Folder of SYMBOL.csv[.gz] files (TECHNIC_CSV_DIR) for --source csv"),
+    as_of: Optional[str] = typer.Option(None, help="YYYY-MM-DD (default: last completed session; csv: the files' last)"),
     intraday: bool = typer.Option(False, help="Add today's unfinished session (one snapshot call)"),
     runner: Optional[str] = typer.Option(None, help="auto|ray|thread (default TECHNIC_TASK_RUNNER, auto)"),
     workers: Optional[int] = typer.Option(None, help="Scoring chunks (default TECHNIC_MAX_WORKERS)"),
@@ -89,7 +90,8 @@ def scan(
 
     try:
         config = ScanConfig.build(
-            max_symbols=max_symbols, data_source=source, as_of=dt.date.fromisoformat(as_of) if as_of else None,
+            max_symbols=max_symbols, data_source=source or ("csv" if csv_dir else None), as_of=dt.date.fromisoformat(as_of) if as_of else None,
+            csv_dir=csv_dir,
             intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
             signals=[s.strip() for s in signals.split(",")] if signals else None,
             **({"rating": rating} if rating else {}),
@@ -206,11 +208,13 @@ def blacklist(clear: bool = typer.Option(False, help="Forget every low-volume st
 @app.command()
 def evaluate(
     start: Optional[str] = typer.Option(None, help="First session YYYY-MM-DD (default: --sessions before end)"),
-    end: Optional[str] = typer.Option(None, help="Last session YYYY-MM-DD (default: last completed session)"),
+    end: Optional[str] = typer.Option(None, help="Last session YYYY-MM-DD (default: last completed session; csv: the "
+                                      "files' last)"),
     sessions: int = typer.Option(250, help="Sessions evaluated when --start is not given"),
     max_symbols: int = typer.Option(6000, help="Most liquid N symbols per day, as the scan's"),
     horizons: str = typer.Option("1,5,21", help="Forward-return horizons in sessions"),
-    source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|simulated"),
+    source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|csv|simulated"),
+    csv_dir: Optional[str] = typer.Option(None, help="Folder of SYMBOL.csv[.gz] files (TECHNIC_CSV_DIR) for --source csv"),
     runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
     rating: Optional[str] = typer.Option(None, help="tech|learned: learned also fits the learned rating walk-forward "
                                                      "(monthly refits, saved under the data dir) and reports it"),
@@ -221,7 +225,9 @@ def evaluate(
     try:
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
-            sessions=sessions, max_symbols=max_symbols, horizons=horizons, data_source=source, task_runner=runner,
+            sessions=sessions, max_symbols=max_symbols, horizons=horizons, data_source=source or ("csv" if csv_dir else None),
+            task_runner=runner,
+            csv_dir=csv_dir,
             **({"rating": rating} if rating else {}),
         )
     except (TechnicError, ValueError) as exc:

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from technic_v4.errors import ConfigError
 
-DataSourceName = Literal["auto", "polygon", "flatfiles", "simulated"]
+DataSourceName = Literal["auto", "polygon", "flatfiles", "csv", "simulated"]  # the one list of source names
 TaskRunnerName = Literal["auto", "ray", "thread"]
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     data_source: DataSourceName = Field(
         "auto",
         validation_alias="TECHNIC_DATA_SOURCE",
-        description="auto|polygon|flatfiles|simulated; auto = polygon when a key is set, else simulated.",
+        description="auto|polygon|flatfiles|csv|simulated; auto = polygon when a key is set, else simulated.",
     )
     data_dir: Path = Field(
         Path.home() / ".technic_v4",
@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     )
     flatfiles_dir: Path | None = Field(
         None, validation_alias="TECHNIC_FLATFILES_DIR", description="Folder of Polygon day aggregates YYYY-MM-DD.csv.gz."
+    )
+    csv_dir: Path | None = Field(
+        None, validation_alias="TECHNIC_CSV_DIR",
+        description="Folder of per-symbol daily bars SYMBOL.csv[.gz] (+ optional _reference.csv) for "
+        "TECHNIC_DATA_SOURCE=csv; imported incrementally into the bar store.",
     )
     max_workers: int = Field(
         2, ge=1, le=256, validation_alias="TECHNIC_MAX_WORKERS", description="Scoring chunks / Ray tasks per scan."
@@ -135,7 +140,7 @@ class Settings(BaseSettings):
         return v.strip().lower() if isinstance(v, str) else v
 
     @property
-    def resolved_source(self) -> Literal["polygon", "flatfiles", "simulated"]:
+    def resolved_source(self) -> str:
         """`auto` resolves to polygon when a key is set, else the simulated market."""
         if self.data_source != "auto":
             return self.data_source

@@ -30,7 +30,7 @@ def test_blank_key_counts_as_unset(monkeypatch):
     [
         ("TECHNIC_MAX_WORKERS", "abc", "valid integer"),
         ("TECHNIC_MAX_WORKERS", "0", "greater than or equal to 1"),
-        ("TECHNIC_DATA_SOURCE", "yahoo", "'auto', 'polygon', 'flatfiles' or 'simulated'"),
+        ("TECHNIC_DATA_SOURCE", "yahoo", "'auto', 'polygon', 'flatfiles', 'csv' or 'simulated'"),
         ("TECHNIC_TASK_RUNNER", "dask", "'ray' or 'thread'"),
         ("TECHNIC_RATE_LIMIT", "-1", "greater than or equal to 0"),
         ("TECHNIC_ASYNC_IO", "maybe", "valid boolean"),

@@ -40,7 +40,7 @@ def scan(**kw):
 
 BAD_ENV = [
     ("TECHNIC_MAX_WORKERS", "abc", "valid integer"),
-    ("TECHNIC_DATA_SOURCE", "yahoo", "'auto', 'polygon', 'flatfiles' or 'simulated'"),
+    ("TECHNIC_DATA_SOURCE", "yahoo", "'auto', 'polygon', 'flatfiles', 'csv' or 'simulated'"),
     ("TECHNIC_MAX_RETRIES", "-1", "greater than or equal to 0"),
     ("TECHNIC_REQUEST_TIMEOUT", "0", "greater than 0"),
     ("TECHNIC_LOCK_TIMEOUT", "soon", "valid number"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from technic_v4.config import Settings
+from typing import get_args
+
+from technic_v4.config import DataSourceName, Settings
 from technic_v4.data.source import MarketDataSource
 from technic_v4.errors import ConfigError
 
-SOURCE_NAMES = ("auto", "polygon", "flatfiles", "simulated")
+SOURCE_NAMES: tuple[str, ...] = get_args(DataSourceName)
 
 
 def resolve_source_name(settings: Settings, override: str | None = None) -> str:
@@ -19,7 +21,8 @@ def resolve_source_name(settings: Settings, override: str | None = None) -> str:
 
 
 def make_source(settings: Settings, override: str | None = None) -> MarketDataSource:
-    """polygon (REST, needs POLYGON_API_KEY), flatfiles (TECHNIC_FLATFILES_DIR) or simulated (embedded default)."""
+    """polygon (REST, needs POLYGON_API_KEY), flatfiles (TECHNIC_FLATFILES_DIR), csv (TECHNIC_CSV_DIR) or simulated
+    (embedded default)."""
     name = resolve_source_name(settings, override)
     if name == "simulated":
         from technic_v4.data.simulated import SimulatedSource
@@ -36,6 +39,13 @@ def make_source(settings: Settings, override: str | None = None) -> MarketDataSo
 
         # Flat files for the backfill: bars from files, REST only for reference data, splits and days without a file.
         return FlatFileSource(settings.flatfiles_dir, reference_source=rest, rest_fallback=True)
+    if name == "csv":
+        from technic_v4.data.csvdir import CsvDirSource
+
+        if settings.csv_dir is None:
+            raise ConfigError("TECHNIC_DATA_SOURCE=csv needs TECHNIC_CSV_DIR (a folder of SYMBOL.csv or SYMBOL.csv.gz "
+                              "files; `technic scan --source csv --csv-dir DIR`)")
+        return CsvDirSource(settings.csv_dir)
     if name == "flatfiles":
         from technic_v4.data.flatfiles import FlatFileSource
 

@@ -1,10 +1,11 @@
 """Market regime from the index/macro ETFs already in the panel (no extra data), computed once per scan.
 
-Trend, from SPY's valid bars (`Regime.trend`):
+Trend, from SPY's valid bars (`Regime.trend`), or, when the panel has no SPY (a per-symbol CSV folder), from the
+equal-weighted index of the panel (technic_v4.domain.market_proxy); `Regime.market` names which, and the report shows it:
     TRENDING_UP    close > SMA50 > SMA200 (strict inequalities on SPY's last bar)
     TRENDING_DOWN  close < SMA50 < SMA200
     SIDEWAYS       any other ordering
-    UNKNOWN        SPY is not in the panel or has fewer than 200 valid bars: we do not guess (no QQQ stand-in).
+    UNKNOWN        neither SPY nor an index of enough symbols, or fewer than 200 readings: we do not guess.
 High volatility (`Regime.high_vol`): SPY's 20-day realized vol > 1.25 × its 60-day realized vol (annualized stdev of
 log returns, ddof=1); False when either is NaN (SPY missing or shorter than 61 bars).
 
@@ -29,6 +30,7 @@ import numpy as np
 from technic_v4.domain.indicators.base import Bars
 from technic_v4.domain.indicators.trend import SMA
 from technic_v4.domain.indicators.volatility import RealizedVolatility
+from technic_v4.domain.market_proxy import MARKET_SYMBOL, MarketProxy, market_proxy
 from technic_v4.domain.panel import Panel
 
 TRENDING_UP, TRENDING_DOWN, SIDEWAYS, UNKNOWN = "TRENDING_UP", "TRENDING_DOWN", "SIDEWAYS", "UNKNOWN"
@@ -44,6 +46,7 @@ MACRO_RATIOS = {"qqq_spy": ("QQQ", "SPY"), "hyg_lqd": ("HYG", "LQD"), "shy_tlt":
 @dataclass(frozen=True)
 class Regime:
     trend: str = UNKNOWN
+    market: str = MARKET_SYMBOL  # what the spy_* readings come from: "SPY", "equal-weighted index of N symbols", "none"
     high_vol: bool = False
     spy_close: float = math.nan
     spy_sma50: float = math.nan
@@ -105,17 +108,23 @@ def _closes(panel: Panel, symbol: str) -> np.ndarray | None:
     return panel.close[:, hits[0]] if hits.size else None
 
 
-def _trend_readings(panel: Panel, symbol: str) -> dict[str, float] | None:
-    if _closes(panel, symbol) is None:
-        return None
-    bars = Bars.from_panel(panel.select([symbol]))
+def _trend_readings(panel: Panel, proxy: MarketProxy | None) -> tuple[dict[str, float] | None, str]:
+    """(close, SMA50/200, 20/60-day vol of the market series, its name): SPY's bars, else the equal-weighted index."""
+    proxy = proxy or market_proxy(panel)
+    if proxy.is_spy:
+        bars = Bars.from_panel(panel.select([MARKET_SYMBOL]))
+    elif proxy.source == "none":
+        return None, proxy.source
+    else:  # an index has one level a session: it stands for every price field, no volume
+        level = proxy.close[:, None]
+        bars = Bars.from_arrays(open=level, high=level, low=level, close=level, volume=np.full_like(level, np.nan))
     return {
         "close": float(bars.close[-1, 0]),  # NaN when SPY has no valid bar at all
         "sma50": float(SMA(50).latest(bars)[0]),
         "sma200": float(SMA(200).latest(bars)[0]),
         "vol20": float(RealizedVolatility(20).latest(bars)[0]),
         "vol60": float(RealizedVolatility(60).latest(bars)[0]),
-    }
+    }, proxy.source
 
 
 def ratio_trend(numerator: np.ndarray | None, denominator: np.ndarray | None, bars: int = RATIO_MEAN_BARS) -> float:
@@ -142,10 +151,12 @@ def percentile_rank(closes: np.ndarray | None, bars: int = VIXY_RANK_BARS) -> tu
     return float(valid[-1]), float((window <= valid[-1]).mean())
 
 
-def compute_regime(panel: Panel) -> Regime:
-    """Read the regime from SPY/QQQ/HYG/LQD/SHY/TLT/VIXY columns of `panel`; missing ETFs give NaN/UNKNOWN fields."""
-    fields: dict = {}
-    spy = _trend_readings(panel, "SPY")
+def compute_regime(panel: Panel, market: MarketProxy | None = None) -> Regime:
+    """Read the regime from SPY/QQQ/HYG/LQD/SHY/TLT/VIXY columns of `panel` (the trend from the equal-weighted index
+    when there is no SPY; `market`: that index already computed, aligned with `panel.dates`); missing ETFs give
+    NaN/UNKNOWN fields."""
+    spy, source = _trend_readings(panel, market)
+    fields: dict = {"market": source}
     if spy is not None:
         fields.update({f"spy_{k}": v for k, v in spy.items()})
         fields["trend"] = classify_trend(spy["close"], spy["sma50"], spy["sma200"])

@@ -72,9 +72,29 @@ def _changes(s: ScanSummary) -> str:
     return f"{since}: {len(ch['new'])} new, {len(ch['dropped'])} dropped, {len(ch['changed'])} flipped signals"
 
 
+def data_lines(s: ScanSummary) -> list[str]:
+    """Where the market series came from when there is no SPY, and what the CSV import did."""
+    lines = []
+    market = (s.regime_detail or {}).get("market")
+    if market == "none":
+        lines.append("regime UNKNOWN: no SPY in the data and too few symbols for an equal-weighted index")
+    elif market and market != "SPY":
+        lines.append(f"regime from the {market} (no SPY in the data)")
+    if imp := s.data_import:
+        lines.append(
+            f"CSV import of {imp['folder']}: {imp['files']:,} files ({imp['files_read']:,} read, "
+            f"{imp['files_unchanged']:,} unchanged, {imp['files_removed']} removed) in {seconds(imp['seconds'])}; "
+            f"{imp['rows']:,} rows, {imp['sessions']} sessions {imp['first_session']} to {imp['last_session']}; "
+            f"rows rejected: {counts_text(imp['rows_rejected'])}; empty fields (stored as NaN, a bar without a price "
+            f"is quarantined): {counts_text(imp['empty_fields'])}; zero-volume rows {imp['zero_volume']}"
+            + (f"; skipped files: {short_list(imp['skipped'], 5)}" if imp["skipped"] else "")
+            + ("" if imp["reference_file"] else "; no reference file: names, sectors, shares outstanding unknown"))
+    return lines
+
+
 def universe_lines(s: ScanSummary) -> list[str]:
     """Unknown market caps (kept and flagged) with the details upkeep behind them, and provisional days."""
-    lines = []
+    lines = data_lines(s)
     unknown = s.prescreen.get("kept_flagged", {}).get("market_cap_unknown", 0)
     if unknown or s.reference.get("details_fetched"):
         lines.append(f"market cap unknown for {unknown:,} symbols (kept, flagged MarketCapUnknown); "
@@ -102,7 +122,8 @@ def format_message(s: ScanSummary) -> str:
         f"scored {m.symbols_scored:,} | reused {m.symbols_reused:,} (unchanged bars) | quarantined bars "
         f"{m.bars_quarantined} | invalid result rows {m.invalid_rows}",
         f"API calls {m.api_calls} (retries {m.api_retries}; {counts_text(m.api_calls_by_endpoint)})"
-        + (" [simulated source: in-process calls]" if s.simulated else ""),
+        + (" [simulated source: in-process calls]" if s.simulated else "")
+        + (" [csv source: local files, no requests]" if s.data_import else ""),
         f"cache hits {m.cache_hit_rate:.2%} of bar-days ({m.bars_reused:,} reused / {m.bars_fetched:,} fetched) | "
         f"oldest cached day fetched {m.oldest_cache_age_hours:.1f} h ago",
         f"time {seconds(m.wall_seconds)} ({_stages(m.stages)})",

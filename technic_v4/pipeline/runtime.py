@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from technic_v4.calendar import NY, is_trading_day, last_completed_session, previous_trading_days
 from technic_v4.config import Settings, load_settings
@@ -23,6 +23,7 @@ class ScanRuntime:
     source: MarketDataSource
     source_id: str
     as_of: dt.date
+    data_import: dict = field(default_factory=dict)  # what the CSV import did (csv source only), for the summary
 
     @property
     def simulated(self) -> bool:
@@ -47,7 +48,7 @@ def source_cache_id(settings: Settings, name: str) -> str:
     """Names the source in cache keys, so bars from two sources never answer for each other (no secrets in it)."""
     if name == "simulated":
         return f"simulated-s{settings.sim_seed}-n{settings.sim_symbols}"
-    where = settings.polygon_base_url if name == "polygon" else str(settings.flatfiles_dir)
+    where = {"polygon": settings.polygon_base_url, "csv": str(settings.csv_dir)}.get(name, str(settings.flatfiles_dir))
     return f"{name}-{hashlib.sha1(where.encode()).hexdigest()[:10]}"
 
 
@@ -55,14 +56,36 @@ def open_runtime(config: ScanConfig) -> ScanRuntime:
     overrides = {}
     if config.data_dir is not None:
         overrides["data_dir"] = config.data_dir
+    if config.csv_dir is not None:
+        overrides["csv_dir"] = config.csv_dir
     settings = load_settings(**overrides)
     name = resolve_source_name(settings, config.data_source)
-    as_of = config.as_of or last_completed_session()
+    store = BarStore(settings.data_dir, lock_timeout=settings.lock_timeout)
+    source = make_source(settings, name)
+    data_end, data_import = prepare_source(source, store)
+    as_of = config.as_of or data_end or last_completed_session()
     return ScanRuntime(
         settings=settings,
         config=config,
-        store=BarStore(settings.data_dir, lock_timeout=settings.lock_timeout),
-        source=make_source(settings, name),
+        store=store,
+        source=source,
         source_id=source_cache_id(settings, name),
         as_of=previous_trading_days(as_of, 1)[-1],
+        data_import=data_import,
     )
+
+
+def prepare_source(source: MarketDataSource, store: BarStore) -> tuple[dt.date | None, dict]:
+    """(the last session the data has when it ends before today, else None; the import's report).
+
+    A CSV folder is imported into the store first (only new or changed files are parsed); its last session is the
+    default as_of of a scan on it, since the files end when they were made, not at the last completed session."""
+    from technic_v4.data.csvdir import CsvDirSource
+
+    if not isinstance(source, CsvDirSource):
+        return None, {}
+    from technic_v4.store.csv_import import CsvImport
+
+    bars, report = CsvImport(store, source.folder).sync()
+    source.attach(bars, report.as_dict())
+    return bars.last_session, report.as_dict()

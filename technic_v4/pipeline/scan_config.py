@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from technic_v4.config import build_model
+from technic_v4.config import DataSourceName, build_model
 
 SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
 _TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
@@ -21,7 +21,7 @@ class ScanConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_symbols: int = Field(6000, ge=1, le=200_000, description="Most liquid N symbols (20d dollar volume) considered")
-    data_source: Literal["auto", "polygon", "flatfiles", "simulated"] | None = Field(
+    data_source: DataSourceName | None = Field(
         None, description="Overrides TECHNIC_DATA_SOURCE for this scan"
     )
     allow_short_history: bool = Field(
@@ -44,6 +44,7 @@ class ScanConfig(BaseModel):
     )
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
+    csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR (the folder the csv source reads)")
     rating: Literal["tech", "learned"] = Field(
         "tech", description="tech: TechRating ranks and signals; learned: the newest walk-forward model trained before "
         "as_of (fit by `technic evaluate --rating learned`) fills LearnedRating and the signals, TechRating if none")

@@ -62,6 +62,7 @@ class ScanSummary:
     previous_as_of: str | None = None  # the scan compared against, None on the first scan of this configuration
     provisional_days: list[str] = field(default_factory=list)  # fetched before their settle time; refetched later
     short_history: dict = field(default_factory=dict)  # a rate-limited first scan's shorter window and rows it leaves short
+    data_import: dict = field(default_factory=dict)  # the CSV import's report (csv source only)
     paths: dict[str, str] = field(default_factory=dict)
     rating: dict = field(default_factory=dict)  # which rating ran (pipeline/learned_rating.apply_rating)
 
@@ -120,6 +121,7 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         previous_as_of=previous_as_of,
         provisional_days=list(bars.provisional),
         short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback),
+        data_import=dict(getattr(run, "data_import", {}) or {}),
         rating=rating or {},
     )
 

@@ -162,6 +162,11 @@ class BarStore:
             return None
         return df, dt.datetime.fromisoformat(meta["fetched_at"])
 
+    def drop_reference(self) -> None:
+        """Forget the cached listing (its meta first), so the next scan lists the universe again."""
+        (self.root / "reference" / "meta.json").unlink(missing_ok=True)
+        (self.root / "reference" / "reference.parquet").unlink(missing_ok=True)
+
     def write_splits(self, df: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(conform(df, SPLIT_COLUMNS), preserve_index=False)
         atomic_write(self.root / "reference" / "splits.parquet", lambda p: pq.write_table(table, p))

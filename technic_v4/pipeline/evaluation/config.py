@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from technic_v4.calendar import last_completed_session, previous_trading_days, trading_days
-from technic_v4.config import build_model
+from technic_v4.config import DataSourceName, build_model
 from technic_v4.domain.indicators import required_history
 from technic_v4.errors import ConfigError
 from technic_v4.pipeline.prescreen import PrescreenRules
@@ -29,7 +29,8 @@ class EvalConfig(BaseModel):
     min_market_cap: float = Field(500e6, ge=0)
     min_avg_volume: float = Field(1e6, ge=0)
     min_price: float = Field(5.0, ge=0)
-    data_source: Literal["auto", "polygon", "flatfiles", "simulated"] | None = Field(None)
+    data_source: DataSourceName | None = Field(None)
+    csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
     task_runner: Literal["ray", "thread"] | None = Field(None, description="Overrides TECHNIC_TASK_RUNNER")
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")

@@ -16,6 +16,7 @@ import pandas as pd
 from technic_v4.data.columns import INDEX_ETFS, BAR_FIELDS
 from technic_v4.domain.panel import Panel
 from technic_v4.domain.panel_load import adjust_for_splits
+from technic_v4.domain.market_proxy import MarketProxy, market_proxy
 from technic_v4.domain.regime import Regime, compute_regime
 from technic_v4.domain.scoring.history import count_in_window, last_row_on_or_before
 from technic_v4.pipeline.prescreen import PrescreenRules, apply_rules, rule_checks
@@ -31,9 +32,18 @@ def asof_factors(panel: Panel, splits: pd.DataFrame | None) -> np.ndarray:
 
 
 def daily_regimes(panel: Panel, rows: np.ndarray, window: int) -> dict[int, Regime]:
-    """Regime per panel row in `rows`, from SPY's bars in that day's window (compute_regime itself, per day)."""
+    """Regime per panel row in `rows`, from SPY's bars in that day's window (compute_regime itself, per day); without
+    SPY from the equal-weighted index of the panel, as the scan's regime (market_proxy), cut to each day's window."""
     if "SPY" not in set(panel.symbols):
-        return {int(r): Regime() for r in rows}
+        proxy = market_proxy(panel)
+        empty = panel.select([])
+        out = {}
+        for r in rows.tolist():
+            lo = max(0, r - window + 1)
+            day = Panel(dates=panel.dates[lo : r + 1], symbols=empty.symbols,
+                        **{f: getattr(empty, f)[lo : r + 1] for f in BAR_FIELDS})
+            out[r] = compute_regime(day, MarketProxy(close=proxy.close[lo : r + 1], source=proxy.source))
+        return out
     spy = panel.select(["SPY"])
     out = {}
     for r in rows.tolist():  # one column, a few hundred days: the regime's own code, not a copy of it
