@@ -85,7 +85,7 @@ def test_planted_signal_is_recovered_out_of_sample():
 def test_no_training_row_has_a_forward_window_reaching_the_day_it_scores():
     frame, days = planted_frame(n_days=150, n_symbols=60)
     for h in (5, 21):
-        _, run = run_learned(frame, days, (h,), SMALL)
+        _, run = run_learned(frame.copy(), days, (h,), SMALL)
         fits = run.fits[h]
         assert len(fits) >= 3
         for fit in fits:

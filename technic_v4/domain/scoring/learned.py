@@ -131,15 +131,19 @@ def regime_one_hot(labels: np.ndarray) -> np.ndarray:
     return np.column_stack([trend == t for t in TRENDS] + [high_vol]).astype(np.float32)
 
 
-def feature_matrix(raw: np.ndarray, day: np.ndarray, regime_labels) -> np.ndarray:
-    """(n, len(FEATURES)) float32: raw, their within-day ranks, regime one-hot. `day`: int codes, one per session;
-    `regime_labels`: one label per row (array or pandas Categorical)."""
+def feature_matrix(raw, day: np.ndarray, regime_labels) -> np.ndarray:
+    """(n, len(FEATURES)) float32: raw, their within-day ranks, regime one-hot. `raw`: raw_features' (n, k) array or
+    {name: column} in RAW_FEATURES order (taken out one by one, so it is never held twice); `day`: int codes, one per
+    session; `regime_labels`: one label per row (array or pandas Categorical)."""
     day = np.asarray(day)
+    columns = raw if isinstance(raw, dict) else {name: raw[:, j] for j, name in enumerate(RAW_FEATURES)}
     out = np.empty((len(day), len(FEATURES)), dtype=np.float32)
-    k = raw.shape[1]
-    out[:, :k] = raw
-    for j in range(k):
-        out[:, k + j] = day_percentile_ranks(raw[:, j], day)
+    k = len(RAW_FEATURES)
+    for j, name in enumerate(RAW_FEATURES):
+        column = columns.pop(name) if isinstance(raw, dict) else columns[name]
+        out[:, j] = column
+        out[:, k + j] = day_percentile_ranks(column, day)
+        del column
     if isinstance(regime_labels, pd.Categorical):  # one-hot of each category, then indexed by the codes
         table = np.vstack([regime_one_hot(np.asarray(regime_labels.categories, dtype=object)),
                            np.zeros((1, len(REGIME_FEATURES)), np.float32)])

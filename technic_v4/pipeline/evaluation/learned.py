@@ -225,26 +225,24 @@ def prediction_columns(h: int) -> dict[str, str]:
 
 def run_learned(scores: pd.DataFrame, evaluated: list, horizons: tuple[int, ...], spec: WalkForward = WalkForward(),
                 next_session=None) -> tuple[pd.DataFrame, LearnedRun]:
-    """Fit the learned rating walk-forward on an evaluation's rows (with their FEATURE_PREFIX columns, which are
-    dropped): adds the prediction columns of every horizon, LearnedRating (the main horizon's) and LearnedSignal."""
-    f_cols = [FEATURE_PREFIX + name for name in RAW_FEATURES]
-    raw = scores[f_cols].to_numpy(np.float32)
-    scores = scores.drop(columns=f_cols)
+    """Fit the learned rating walk-forward on an evaluation's rows, in place (millions of rows: no copy of the frame):
+    its FEATURE_PREFIX columns become the feature matrix and are dropped; the prediction columns of every horizon,
+    LearnedRating (the main horizon's) and LearnedSignal are added."""
     sessions = np.array(evaluated, dtype="datetime64[D]")
     dates = scores["Date"].to_numpy().astype("datetime64[D]")
     day = np.searchsorted(sessions, dates)
-    X = feature_matrix(raw, day, scores["Regime"].array)
-    del raw
+    X = feature_matrix({name: scores.pop(FEATURE_PREFIX + name).to_numpy(np.float32) for name in RAW_FEATURES},
+                       day, scores["Regime"].array)
     key = row_hash(scores["Symbol"].array, dates)
     tech_signal = scores["Signal"].to_numpy().astype(object)
     main = DEFAULT_HORIZON if DEFAULT_HORIZON in horizons else max(horizons)
-    fits, added = {}, {}
+    fits = {}
     for h in horizons:
         target = centred_target(scores[f"fwd_ret_{h}d"].to_numpy(np.float64), day)
         preds, fits[h] = walk_forward(X, day, sessions, target, tech_signal, key, h, spec, next_session)
         for kind, column in prediction_columns(h).items():
-            added[column] = preds[kind]
+            scores[column] = preds[kind]
         if h == main:
-            added["LearnedRating"] = preds["learned"].astype(np.float64)
-            added["LearnedSignal"] = pd.Categorical(preds["signal"], categories=scores["Signal"].cat.categories)
-    return scores.assign(**added), LearnedRun(fits=fits, main_horizon=main, spec=spec)
+            scores["LearnedRating"] = preds["learned"].astype(np.float64)
+            scores["LearnedSignal"] = pd.Categorical(preds["signal"], categories=scores["Signal"].cat.categories)
+    return scores, LearnedRun(fits=fits, main_horizon=main, spec=spec)
