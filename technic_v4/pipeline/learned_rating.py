@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.domain.regime import Regime
-from technic_v4.domain.scoring.learned import (DEFAULT_HORIZON, FEATURE_INPUTS, classify_learned, feature_matrix,
-                                               predict, raw_features)
+from technic_v4.domain.scoring.learned import (DEFAULT_HORIZON, FEATURE_INPUTS, classify_learned, day_percentile_ranks,
+                                               feature_matrix, predict, raw_features)
 from technic_v4.domain.scoring.score import trade_plan
 from technic_v4.pipeline.learned_models import latest_model, models_root
 
@@ -42,7 +42,7 @@ def apply_rating(results: pd.DataFrame, rating: str, data_dir: Path, as_of: dt.d
     values = {c: results[c].to_numpy(np.float64) for c in FEATURE_INPUTS}
     X = feature_matrix(raw_features(values), np.zeros(len(results), dtype=np.int64), results["Regime"].to_numpy())
     score = predict(model, X)
-    signal = classify_learned(score, model.cutoffs)
+    signal = classify_learned(day_percentile_ranks(score, np.zeros(len(score), dtype=np.int64)), model.cutoffs)
     signal, entry, stop, target, reward_risk = trade_plan(signal, results["Close"].to_numpy(np.float64),
                                                           results["ATR14"].to_numpy(np.float64), regime)
     out = results.assign(**{LEARNED_COLUMN: score}, Signal=signal, Entry=entry, Stop=stop, Target=target,

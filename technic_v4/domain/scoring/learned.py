@@ -11,10 +11,12 @@ model sees the very same features in both.
 
 A `LearnedModel` is what pipeline/evaluation/learned.py fitted and the store persisted: a kind ("ridge": an intercept
 and coefficients; "lgbm": any object with `predict(X)`, the LightGBM booster loaded by the pipeline), the feature
-names it was fitted on, and its Signal cut-offs. Signals: the predicted scores of the training window at the
-quantiles that give each label TechRating's share of that window (`signal_cutoffs`); a prediction >= the Strong Long
-cut-off is Strong Long, else >= the Long cut-off Long, <= the Strong Short cut-off Strong Short, else <= the Short
-cut-off Short, else Avoid; NaN is Avoid.
+names it was fitted on, and its Signal cut-offs. Signals come from the predicted score's percentile within its own
+session (day_percentile_ranks): the model ranks names within a day, so the level of its scores means nothing (a
+regime term shifts a whole day). The cut-offs are the training window's percentiles at the quantiles that give each
+label TechRating's share of that window (`signal_cutoffs`): a percentile >= the Strong Long cut-off is Strong Long,
+else >= the Long cut-off Long, <= the Strong Short cut-off Strong Short, else <= the Short cut-off Short, else Avoid;
+NaN is Avoid.
 """
 
 from __future__ import annotations

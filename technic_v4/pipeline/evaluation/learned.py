@@ -172,7 +172,7 @@ def walk_forward(X: np.ndarray, day: np.ndarray, sessions: np.ndarray, target: n
         for kind, fitter in FITTERS.items():
             models[kind], blobs[kind] = fitter(Xt, yt, spec)
             train_pred = models[kind].predict(np.ascontiguousarray(Xt[:, model_columns(models[kind].features)]))
-            models[kind].cutoffs = signal_cutoffs(train_pred, tech_signal[rows])
+            models[kind].cutoffs = signal_cutoffs(day_percentile_ranks(train_pred, day[rows]), tech_signal[rows])
         selection = {}
         for kind in FITTERS:  # each kind's own walk-forward ICs on sessions whose labels closed before i
             known = ic_by_day[kind][first_train:last_train + 1]
@@ -190,7 +190,8 @@ def walk_forward(X: np.ndarray, day: np.ndarray, sessions: np.ndarray, target: n
                 sessions_ic, ic = daily_ic(preds[kind][scored], target[scored], day[scored])
                 ic_by_day[kind][sessions_ic] = ic  # used only by refits after these labels close
         preds["learned"][scored] = preds[chosen][scored]
-        signals[scored] = classify_learned(preds[chosen][scored], models[chosen].cutoffs)
+        signals[scored] = classify_learned(day_percentile_ranks(preds[chosen][scored], day[scored]),
+                                           models[chosen].cutoffs)
         applies = sessions[i] if i < n_sessions else (next_session if next_session is not None else sessions[-1] + 1)
         fits.append(Fit(horizon=horizon, refit_session=i, applies_from=str(np.datetime64(applies, "D")),
                         train_start=str(sessions[first_train])[:10], train_end=str(sessions[last_train])[:10],
