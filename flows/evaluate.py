@@ -109,6 +109,7 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     with timer.stage("score"):
         outs, kind, reason = _run_chunks(prepared.job, config, run.settings)
         scores = finish([o[0] for o in outs])
+        outs = [(None, o[1]) for o in outs]  # the chunk frames are in `scores` now: free them (millions of rows)
     learned = None
     if config.rating == "learned":
         with timer.stage("learned"):
