@@ -24,8 +24,8 @@ from benchmarks.machine import machine_info
 from benchmarks.util import rnd
 from technic_v4.calendar import last_completed_session, previous_trading_days
 from technic_v4.data.simulated import SimulatedMarket
-from technic_v4.data.polygon.batch import batch_fetch_async, batch_fetch_sync, fetch_grouped_days_async
-from technic_v4.testing.polygon_server import PolygonServer
+from benchmarks.batch_fetch import batch_fetch_async, batch_fetch_sync, fetch_grouped_days_async
+from tests.support.polygon_server import PolygonServer
 
 KEY = "bench-key"
 SEED = 7

@@ -24,7 +24,7 @@ def polygon_available() -> tuple[bool, str]:
     in-process simulated source and records why."""
     try:
         import technic_v4.data.polygon.source  # noqa: F401
-        import technic_v4.testing.polygon_server  # noqa: F401
+        import tests.support.polygon_server  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
         return False, f"{type(exc).__name__}: {exc}"
     return True, ""
@@ -93,7 +93,7 @@ def serve(argv: list[str] | None = None) -> None:
 
     from technic_v4.calendar import last_completed_session, previous_trading_days
     from technic_v4.data.simulated import SimulatedMarket
-    from technic_v4.testing.polygon_server import PolygonServer
+    from tests.support.polygon_server import PolygonServer
 
     p = argparse.ArgumentParser(description="the loopback Polygon server, prewarmed, in its own process")
     p.add_argument("--port", type=int, required=True)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.util import free_port, temp_env
-
-VENV_BIN = Path(sys.executable).parent
+from benchmarks.util import temp_env
+from flows.prefect_api import (
+    STARTUP_TIMEOUT_S, TEMPORARY_SERVER_SETTINGS, free_port, healthy, log_tail, start_server, stop_process,
+)
 
 
 # ---- a real Prefect server ---------------------------------------------------------------------------------------
@@ -25,75 +23,39 @@ VENV_BIN = Path(sys.executable).parent
 
 @dataclass
 class PrefectServer:
-    """`prefect server start` as a subprocess on a free loopback port, with its own PREFECT_HOME (fresh sqlite DB).
-
-    Use as a context manager; `api_url` is the API the flows (and, through runtime_env, the Ray workers) talk to.
-    `startup_seconds` is measured from spawn to the first healthy /api/health answer.
-    """
+    """`prefect server start` (flows/prefect_api.start_server) on a free loopback port, with its own PREFECT_HOME
+    (fresh sqlite DB). Use as a context manager; `api_url` is the API the flows (and, through runtime_env, the Ray
+    workers) talk to. `startup_seconds` is measured from spawn to the first healthy /api/health answer."""
 
     port: int = 0
-    startup_timeout: float = 120.0
-    home: Path | None = None
+    startup_timeout: float = STARTUP_TIMEOUT_S
     proc: subprocess.Popen | None = None
     startup_seconds: float = 0.0
-    log_path: Path | None = None
     _tmp: Path | None = field(default=None, repr=False)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
-                return r.status == 200
-        except Exception:
-            return False
-
-    def _spawn(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        env.update(PREFECT_HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                   PREFECT_UI_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
-        prefect_cli = VENV_BIN / "prefect"
-        cmd = [str(prefect_cli)] if prefect_cli.exists() else [sys.executable, "-m", "prefect"]
-        cmd += ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
     def start(self) -> PrefectServer:
         self.port = self.port or free_port()
         self._tmp = Path(tempfile.mkdtemp(prefix="technic-bench-prefect-"))
-        self.home = self.home or self._tmp / "home"
-        self.log_path = self._tmp / "server.log"
+        env = {**os.environ, "PREFECT_HOME": str(self._tmp / "home"), "PREFECT_LOGGING_LEVEL": "WARNING"}
         t0 = time.perf_counter()
-        self._spawn()
+        self.proc = start_server(self.port, self._tmp / "server.log", TEMPORARY_SERVER_SETTINGS, env)
         deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self._healthy():
-                self.startup_seconds = time.perf_counter() - t0
-                return self
+        while not healthy(self.api_url, 2.0):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_tail(self._tmp / "server.log", 30)
+                self.stop()
+                raise RuntimeError(f"the benchmark's Prefect server did not come up:\n{tail}")
             time.sleep(0.25)
-        self.stop()
-        raise TimeoutError(f"prefect server did not answer within {self.startup_timeout}s:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text().splitlines()[-n:])
-        except Exception:
-            return ""
+        self.startup_seconds = time.perf_counter() - t0
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)  # its own session: the server and its uvicorn children
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc, grace=20)
         self.proc = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)

@@ -3,8 +3,9 @@
     python -m benchmarks.run [--quick] [--out-dir DIR] [--no-readme]      (also `make bench`, `technic bench`)
 
 Modules: bench_fetch (async vs sync, grouped-daily vs per-symbol backfill), bench_scoring (panel kernel vs
-per-symbol baselines), bench_scan (full-universe scans on a real Prefect server, thread vs Ray, worker sweep) and
-bench_evaluate (walk-forward evaluation, 6,000 symbols x 500 sessions, thread vs Ray).
+per-symbol baselines), bench_columns (what the pattern flags, RS and weekly columns add), bench_scan (full-universe
+scans on a real Prefect server, thread vs Ray, worker sweep), bench_user_wait (wall time of whole fresh `technic scan` /
+`run_scan` processes) and bench_evaluate (walk-forward evaluation, 6,000 symbols x 500 sessions, thread vs Ray).
 Each exposes `run(quick) -> dict` and `markdown(result) -> str`. A module that is missing or raises is skipped with
 its error recorded in the json and shown in the markdown; the others still run.
 """
@@ -38,6 +39,7 @@ from benchmarks.util import REPO  # noqa: E402
 MODULES = [  # (name in the report, module with run(quick) -> dict and markdown(result) -> str), in run order
     ("fetch", "benchmarks.bench_fetch"),
     ("scoring", "benchmarks.bench_scoring"),
+    ("columns", "benchmarks.bench_columns"),  # what the flags, RS and weekly columns add to the score stage
     ("scan", "benchmarks.bench_scan"),
     ("user_wait", "benchmarks.bench_user_wait"),  # process wall of technic scan / run_scan, fresh processes
     ("evaluate", "benchmarks.bench_evaluate"),

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from flows.prefect_api import free_port  # noqa: F401 - one home (flows/prefect_api.py), re-exported here
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

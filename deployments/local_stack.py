@@ -1,7 +1,7 @@
-"""The local Prefect stack for technic_v4: API server + UI, process work pool, deployments, one worker, the warm
-scanner (flows/warm_scanner.py: `technic scan` and `run_scan` skip their imports), and optionally a Ray head the flows
-join. `make server` runs `start` in the foreground; Ctrl-C (SIGINT) or SIGTERM stops
-everything it started within seconds; `make stop` does the same from another shell; `status` says what runs.
+"""The local Prefect stack for technic_v4: API server + UI, process work pool, deployments, one worker, and optionally
+a Ray head the flows join. `make server` runs `start` in the foreground; Ctrl-C (SIGINT) or SIGTERM stops everything
+it started within seconds; `make stop` does the same from another shell; `status` says what runs (exit 0 when the
+stack is up or simply not running, 1 when a part of it is down).
 
     python deployments/local_stack.py start|stop|status
 
@@ -18,10 +18,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-from technic_v4 import warm
+from flows.prefect_api import STARTUP_TIMEOUT_S, alive, healthy, local_stack_url, log_tail, start_server
+from technic_v4.config import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -31,55 +31,23 @@ STOP_GRACE = 6.0
 POLL_SECONDS = "2"
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("TECHNIC_DATA_DIR", Path.home() / ".technic_v4")).expanduser()
-
-
 def state_file() -> Path:
-    return data_dir() / "run" / "stack.json"
+    return load_settings().data_dir.expanduser() / "run" / "stack.json"
 
 
-def stack_env(port: int) -> dict[str, str]:
+def stack_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("PREFECT_API_URL", f"http://127.0.0.1:{port}/api")
+    env.setdefault("PREFECT_API_URL", local_stack_url())
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no telemetry calls from an offline machine
     env["PREFECT_WORKER_QUERY_SECONDS"] = POLL_SECONDS
     env["PREFECT_WORKER_PREFETCH_SECONDS"] = POLL_SECONDS
     return env
 
 
-def healthy(api: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT,
                             start_new_session=True)
-
-
-def wait_for_socket(process: subprocess.Popen, path: Path, timeout: float = 60.0) -> None:
-    """"Ready" means a `technic scan` typed now is served warm: wait until the scanner listens (~3 s of imports)."""
-    deadline = time.monotonic() + timeout
-    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited child its parent has not reaped yet still answers kill(0)
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def stop_group(pid: int, name: str) -> None:
@@ -115,13 +83,13 @@ def stop(quiet: bool = False) -> int:
             print("no local stack is running (no run/stack.json)")
         return 0
     state = json.loads(path.read_text())
-    for name in ("warm_scanner", "worker", "server"):  # the worker before the server: it must not pick up work while the API goes away
+    for name in ("worker", "server"):  # the worker before the server: it must not pick up work while the API goes away
         if state.get(name):
             stop_group(state[name], name)
     if state.get("ray_head"):
         subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=60)
     path.unlink(missing_ok=True)
-    print("local stack stopped: " + ", ".join(k for k in ("warm_scanner", "worker", "server", "ray_head")
+    print("local stack stopped: " + ", ".join(k for k in ("worker", "server", "ray_head")
                                               if state.get(k)), flush=True)
     return 0
 
@@ -130,9 +98,9 @@ def status() -> int:
     path = state_file()
     if not path.exists():
         print("local stack: not running")
-        return 1
+        return 0
     state = json.loads(path.read_text())
-    up = {k: alive(v) for k, v in state.items() if k in ("server", "worker", "warm_scanner") and v}
+    up = {k: alive(v) for k, v in state.items() if k in ("server", "worker") and v}
     print(f"local stack: UI {state['ui']} | API {state['api']} | "
           + ", ".join(f"{k} pid {state[k]} {'up' if ok else 'DOWN'}" for k, ok in up.items())
           + (" | Ray head (RAY_ADDRESS=auto)" if state.get("ray_head") else ""))
@@ -140,12 +108,11 @@ def status() -> int:
 
 
 def start() -> int:
-    port = int(os.environ.get("PREFECT_PORT", "4200"))
-    env = stack_env(port)
-    api, logs = env["PREFECT_API_URL"], data_dir() / "logs"
+    env = stack_env()
+    api, logs = env["PREFECT_API_URL"], state_file().parents[1] / "logs"
+    port = int(api.rsplit(":", 1)[1].split("/")[0])
     stop(quiet=True)  # a stack left over from a killed shell
-    state = {"api": api, "ui": api.removesuffix("/api"), "server": None, "worker": None, "warm_scanner": None,
-             "ray_head": False}
+    state = {"api": api, "ui": api.removesuffix("/api"), "server": None, "worker": None, "ray_head": False}
     state_file().parent.mkdir(parents=True, exist_ok=True)
 
     def shutdown(signum, _frame):
@@ -157,16 +124,15 @@ def start() -> int:
     signal.signal(signal.SIGTERM, shutdown)
     if not healthy(api):
         print(f"starting Prefect server on port {port} (log: {logs / 'prefect-server.log'})", flush=True)
-        server = spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                       logs / "prefect-server.log")
+        server = start_server(port, logs / "prefect-server.log", env=env)
         state["server"] = server.pid
         state_file().write_text(json.dumps(state))
-        for _ in range(240):
-            if healthy(api) or server.poll() is not None:
-                break
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not healthy(api) and server.poll() is None and time.monotonic() < deadline:
             time.sleep(0.25)
     if not healthy(api):
-        print(f"Prefect server did not come up; see {logs / 'prefect-server.log'}", flush=True)
+        print(f"Prefect server did not come up within {STARTUP_TIMEOUT_S} s; last lines of "
+              f"{logs / 'prefect-server.log'}:\n{log_tail(logs / 'prefect-server.log')}", flush=True)
         stop()
         return 1
     prefect = str(BIN / "prefect")
@@ -179,22 +145,17 @@ def start() -> int:
         print(deployed.stdout[-3000:] + deployed.stderr[-3000:], flush=True)
         stop()
         return 1
-    if os.environ.get("TECHNIC_RAY_HEAD") == "1":
+    if load_settings().ray_head:
         subprocess.run([str(BIN / "ray"), "start", "--head", "--disable-usage-stats", "--include-dashboard=false"],
                        env=env, check=True, capture_output=True)
         state["ray_head"], env["RAY_ADDRESS"] = True, "auto"
     worker = spawn([prefect, "worker", "start", "--pool", POOL, "--type", "process"], env, logs / "prefect-worker.log")
     state["worker"] = worker.pid
-    if warm.enabled():
-        scanner = spawn([sys.executable, "-m", "flows.warm_scanner"], env, logs / "warm-scanner.log")
-        state["warm_scanner"] = scanner.pid
-        wait_for_socket(scanner, warm.socket_path())
     state_file().write_text(json.dumps(state))
     print(f"local stack ready: UI {state['ui']} | API {api} | worker pid {worker.pid} (log {logs / 'prefect-worker.log'})"
-          + (f" | warm scanner pid {state['warm_scanner']}" if state["warm_scanner"] else "")
           + (" | Ray head (flows join it)" if state["ray_head"] else ""), flush=True)
     print(f"  in another shell: export PREFECT_API_URL={api}; {prefect} deployment run scan/full-universe", flush=True)
-    print("  Ctrl-C here, or `make stop` anywhere, stops warm scanner, worker, server and Ray head", flush=True)
+    print("  Ctrl-C here, or `make stop` anywhere, stops worker, server and Ray head", flush=True)
     code = worker.wait()
     print(f"worker exited with {code}; stopping the rest", flush=True)
     stop()

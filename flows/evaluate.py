@@ -21,12 +21,15 @@ from flows.runners import SharedDataStore, choose_runner, make_task_runner
 from flows.tasks import load_reference, refresh_splits
 from technic_v4.calendar import last_completed_session, trading_days
 from technic_v4.domain.panel_load import load_panel
-from technic_v4.pipeline.evaluation.chunk import PanelJob, column_chunks, describe, evaluate_chunk, finish
+from technic_v4.pipeline.evaluation.chunk import (
+    PanelJob, add_cross_sectional, column_chunks, describe, evaluate_chunk, finish,
+)
 from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.learned_report import evaluate_learned
 from technic_v4.pipeline.evaluation.listing import with_delisted
-from technic_v4.pipeline.evaluation.report import format_message, json_ready, render_markdown, save_plots
+from technic_v4.pipeline.evaluation.report import attribution_records, format_message, json_ready, render_markdown
+from technic_v4.pipeline.evaluation.report import save_plots
 from technic_v4.pipeline.evaluation.stats import summarize
 from technic_v4.pipeline.fetch import require_days
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb, reset_peak_rss
@@ -102,14 +105,15 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     require_days(bars, last)
     evaluated = [d for d in evaluated if d in set(bars.days)]
     with timer.stage("load_panel"):
-        panel = load_panel(run.store, bars.days, splits=splits)
+        panel = load_panel(run.store, bars.days, splits=splits, cache=run.settings.panel_cache)
     with timer.stage("universe"):
         prepared = prepare(panel, reference, splits, evaluated, config)
         del panel  # the job holds the clean panel of the symbols that matter
     with timer.stage("score"):
         outs, kind, reason = _run_chunks(prepared.job, config, run.settings)
-        scores = finish([o[0] for o in outs])
-        outs = [(None, o[1]) for o in outs]  # the chunk frames are in `scores` now: free them (millions of rows)
+        frames, infos = [o[0] for o in outs], [o[1] for o in outs]
+        del outs  # finish() frees the chunk frames it is given once concatenated
+        scores = add_cross_sectional(finish(frames), prepared, reference)
     learned = None
     if config.rating == "learned":
         with timer.stage("learned"):
@@ -119,13 +123,13 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     if learned is not None:
         summary["learned"] = learned
         summary["verdicts"] = learned["verdicts"] + summary["verdicts"]
-    info = merge_chunk_infos([o[1] for o in outs])
+    info = merge_chunk_infos(infos)
     meta = describe(scores, reference, prepared, info, evaluated) | {
         "simulated": run.simulated, "source": run.source.name, "listing": listing_note, "flow_run_id": str(flow_run.id),
         "metrics": {"api_calls": calls["attempts"], "days_loaded": len(bars.days), "days_fetched": len(bars.fetched),
                     "cache_hit_rate": round(bars.cache_hit_rate, 6), "task_runner": kind, "runner_reason": reason,
-                    "chunks": len(outs), "worker_processes": len({o[1]["pid"] for o in outs}),
-                    "peak_rss_mb_workers": max(o[1]["peak_rss_mb"] for o in outs),
+                    "chunks": len(infos), "worker_processes": len({i["pid"] for i in infos}),
+                    "peak_rss_mb_workers": max(i["peak_rss_mb"] for i in infos),
                     "peak_rss_mb_flow": round(peak_rss_mb(), 1), "stages_s": timer.as_dict(),
                     "wall_seconds": round(timer.total, 3)},
     }
@@ -148,6 +152,10 @@ async def _artifacts(summary: dict, horizon: int, simulated: bool) -> None:
                                     description=f"Walk-forward evaluation{label}")
     await acreate_table_artifact(key="evaluation-deciles", table=json_ready({"t": deciles})["t"],
                                  description=f"{horizon}-session returns by TechRating decile{label}")
+    await acreate_table_artifact(key="evaluation-attribution",
+                                 table=json_ready({"t": attribution_records(summary["attribution"])})["t"],
+                                 description=f"Rank IC of TechRating, sub-scores and textbook factors vs the shuffled "
+                                             f"control, per horizon{label}")
 
 
 def evaluate_flow_for(config: EvalConfig):

@@ -75,7 +75,7 @@ async def fetch_bars(runtime: ScanRuntime, history: list[dt.date], live_day: dt.
 
     async def run(month: str, days: list[dt.date], refresh: bool) -> dict:
         task = fetch_month.with_options(result_storage=storage, refresh_cache=refresh)
-        return await task(month=month, days=days, final=True, runtime=runtime, progress=progress)
+        return await task(month=month, days=days, runtime=runtime, progress=progress)
 
     try:
         results = await asyncio.gather(*(run(m, d, False) for m, d in months.items()))

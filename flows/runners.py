@@ -73,8 +73,6 @@ def choose_runner(kind: str | None, n_symbols: int, settings) -> tuple[str, str]
 
 def make_task_runner(kind: str, max_workers: int, ray_address: str | None = None):
     """`thread` or `ray` (RayTaskRunner that forwards the Prefect API URL); resolve `auto` with choose_runner first."""
-    if kind == "auto":  # a caller that does not know the work size: a configured cluster, else threads
-        kind = "ray" if ray_address else "thread"
     if kind == "thread":
         return ThreadPoolTaskRunner(max_workers=max_workers)
     if kind != "ray":

@@ -1,5 +1,6 @@
-"""Flow `scan`: reference -> fetch bars (cached per month) -> load panel -> regime -> prescreen -> score (thread or
-Ray, chosen per run) -> validate -> publish. Each stage is one call into a plain function or a thin task."""
+"""Flow `scan`: reference -> fetch bars (cached per month) -> load_panel (the most liquid max_symbols) -> details
+(ticker details on a call budget) -> regime -> prescreen -> score (thread or Ray, chosen per run) -> validate ->
+summary -> publish. Each stage is one call into a plain function or a thin task."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from flows.fetch import fetch_stage
 from flows.publish import publish_scan
 from flows.score import score_symbols
 from flows.tasks import load_reference
+from technic_v4.domain.market_proxy import market_proxy
 from technic_v4.domain.regime import compute_regime
 from technic_v4.domain.scoring.results_schema import validate_results_report
 from technic_v4.pipeline.learned_rating import apply_rating
@@ -40,7 +42,8 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
             fetched = await fetch_stage(run)
         with timer.stage("load_panel"):
             panel = load_liquid_panel(run.store, fetched.bars.days, config.max_symbols, config.watchlist,
-                                      splits=fetched.splits, duplicates=(duplicates := []))
+                                      splits=fetched.splits, duplicates=(duplicates := []),
+                                      cache=run.settings.panel_cache)
         with timer.stage("details"):  # ticker details on a budget, ranked by the bars just loaded
             reference, reference_info = await upkeep_details(run, reference, reference_info, panel, fetched, state,
                                                              calls_before)
@@ -53,12 +56,13 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         previous, previous_as_of = read_previous(run.settings.data_dir, run.config_key)
         plan = plan_rescore(screened.panel, reference, regime.label, previous, reuse=config.reuse_scores,
                             force=sorted(set(fetched.split_changed) | set(screened.protected)),
-                            first=screened.protected + state.last_signals)
+                            first=screened.protected + state.last_signals, variant=config.plan_variant)
         scored = score_symbols(screened.panel.select(plan.to_score), reference, regime, plan.priority, config,
                                run.settings)
-        results = assemble_results(scored.frame, plan)
+        results = assemble_results(scored.frame, plan, market_proxy(panel).close)  # RS across today's universe
     with timer.stage("rating"):  # TechRating, or the learned rating when asked for and a model exists
-        results, rating = apply_rating(results, config.rating, run.settings.data_dir, run.as_of, run.source_id, regime)
+        results, rating = apply_rating(results, config.rating, run.settings.data_dir, run.as_of, run.source_id, regime,
+                                       config.plan_rule, config.min_reward_risk)
     with timer.stage("validate"):
         results, invalid = validate_results_report(results)
         log_invalid(invalid)

@@ -43,7 +43,8 @@ def score_symbols(panel: Panel, reference: pd.DataFrame, regime: Regime, priorit
         shared = SharedDataStore(runner)
         panel_ref, regime_ref = shared.put(panel), shared.put(regime)
         futures = [runner.submit(score_chunk, {"panel": panel_ref, "columns": cols, "reference": ref,
-                                               "regime": regime_ref})
+                                               "regime": regime_ref, "plan_rule": config.plan_rule,
+                                               "min_reward_risk": config.min_reward_risk})
                    for cols in chunk_columns(panel.shape[1], workers, priority)]
         outs = [f.result() for f in futures]
     frames = [o[0] for o in outs if len(o[0])]

@@ -10,6 +10,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 
+from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE
 from technic_v4.errors import AuthError, ConfigError
 from technic_v4.pipeline import fetch as fetching, universe
 from technic_v4.pipeline.metrics import peak_rss_mb
@@ -28,17 +29,17 @@ IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15], "retry_condition_
 
 
 def _month_cache_key(_ctx, params) -> str:
-    """One key per (source, month, exact day list, closed/live): a settled month's key never changes. A month whose
-    last day has not settled yet (TECHNIC_SETTLE_TIME) gets a key of this moment: never answered as final."""
+    """One key per (source, month, exact day list): a settled month's key never changes. A month whose last day has
+    not settled yet (TECHNIC_SETTLE_TIME) gets a key of this moment: never answered as final."""
     days = params["days"]
-    state = "final" if params["final"] else "live"
+    state = "final"
     now = fetching.utcnow()
-    if state == "final" and not fetching.is_settled(days[-1], now, params["runtime"].settings.settle_time):
+    if not fetching.is_settled(days[-1], now, params["runtime"].settings.settle_time):
         state = f"provisional-{now:%Y%m%dT%H%M%S%f}"
     return f"bars-{params['runtime'].source_id}-{params['month']}-{days[0]}-{days[-1]}-{len(days)}-{state}"
 
 
-# Closed days never change, so their month key lives forever; a live (intraday) key expires quickly.
+# Closed days never change, so their month key lives forever (today's session has its own task, fetch_live_day).
 @task(
     name="fetch-month",
     cache_policy=CacheKeyFnPolicy(cache_key_fn=_month_cache_key),
@@ -47,15 +48,15 @@ def _month_cache_key(_ctx, params) -> str:
     retry_delay_seconds=[2, 5],
     retry_condition_fn=retry_unless_auth,
 )
-async def fetch_month(month: str, days: list[dt.date], final: bool, runtime: ScanRuntime, progress=None) -> dict:
+async def fetch_month(month: str, days: list[dt.date], runtime: ScanRuntime, progress=None) -> dict:
     """Fetch this month's missing days into the store. The result records which flow run did the work, so the
     flow can tell a Prefect cache hit (an older run's result) from work done now."""
     from prefect.runtime import flow_run
 
     report = await fetching.ensure_days(
-        runtime.store, runtime.source, days, final=None if final else False,
+        runtime.store, runtime.source, days, final=None,
         settle_time=runtime.settings.settle_time, on_missing=runtime.config.on_missing_day, progress=progress,
-    )  # final: each day by the settle clock (provisional before it)
+    )  # final=None: each day by the settle clock (provisional before it)
     # A month with a failed day is still cached here; the flow checks the store afterwards and refreshes any
     # cached month whose days are not all stored, so a hole is retried on the next scan.
     return {
@@ -77,13 +78,15 @@ async def refresh_splits(runtime: ScanRuntime) -> tuple[pd.DataFrame, list[str]]
 
 
 @task(name="score-chunk", cache_policy=NO_CACHE)
-def score_chunk(panel: Panel, columns: np.ndarray, reference: pd.DataFrame, regime) -> tuple[pd.DataFrame, dict]:
+def score_chunk(panel: Panel, columns: np.ndarray, reference: pd.DataFrame, regime,
+                plan_rule: str = DEFAULT_PLAN_RULE,
+                min_reward_risk: float = DEFAULT_MIN_REWARD_RISK) -> tuple[pd.DataFrame, dict]:
     """Score a column chunk of the shared panel; runs on a Ray worker or a thread. Reports its own peak RSS."""
     import os
 
     from technic_v4.domain.scoring.score import score_panel
 
-    frame = score_panel(panel.take_columns(columns), reference, regime)
+    frame = score_panel(panel.take_columns(columns), reference, regime, plan_rule, min_reward_risk)
     return frame, {"pid": os.getpid(), "peak_rss_mb": round(peak_rss_mb(), 1), "symbols": int(len(columns))}
 
 

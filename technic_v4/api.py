@@ -7,23 +7,19 @@ themselves under the `technic_v4.flows` entry-point group (pyproject.toml) and a
 from __future__ import annotations
 
 import os
-import sys
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from technic_v4 import warm
 from technic_v4.aio import run_sync
 from technic_v4.errors import ConfigError
-from technic_v4.heap import freeze_startup_heap, skip_collection_at_exit
+from technic_v4.heap import freeze_startup_heap, tune_process
 from technic_v4.pipeline.scan_config import ScanConfig
+from technic_v4.startup import prepare_prefect_api
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["ScanConfig", "run_scan", "run_scan_output", "load_flow_factory", "prepare_prefect_api"]
-
-
-skip_collection_at_exit()  # at import, so before Prefect's exit handlers (technic_v4/heap.py)
 
 
 def load_flow_factory(name: str):
@@ -54,23 +50,9 @@ def run_scan(config: ScanConfig | None = None, **overrides) -> tuple[pd.DataFram
     return output.results, output.message
 
 
-# Idle seconds a temporary Prefect server started by a scan stays up, so the next scan (a fresh process: cron, the CLI)
-# skips its ~3.3 s start; TECHNIC_PREFECT_SERVER_LINGER overrides it (0: stop the server with the process).
-DEFAULT_SERVER_LINGER_S = 900
-
-
-def prepare_prefect_api():
-    """Find the Prefect API (PREFECT_API_URL, a running local stack, a kept temporary server) or start a temporary
-    server now, without waiting, so it comes up while the flow imports (the `prefect_api` entry point)."""
-    found = entry_points(group="technic_v4.flows", name="prefect_api")
-    return next(iter(found)).load()(default_linger=DEFAULT_SERVER_LINGER_S) if found else None
-
-
 def run_scan_output(config: ScanConfig):
-    """The flow's whole output: results, message and the typed summary. With the local stack up, its warm scanner
-    runs the flow when it accepts (technic_v4/warm.py); a process that already imported Prefect runs it here."""
-    if "prefect" not in sys.modules and (served := warm.delegate_scan(config)) is not None:
-        return served
+    """The flow's whole output: results, message and the typed summary."""
+    tune_process()
     api = prepare_prefect_api()
     flow = load_flow_factory("scan")(config)
     freeze_startup_heap()  # after the imports: the flow's collections skip the import-time heap

@@ -1,7 +1,7 @@
-"""`technic` command line: scan, top, bench, config, blacklist (typer + rich).
+"""`technic` command line: scan, top, bench, config, blacklist, evaluate (typer + rich).
 
 Imports are lazy: `technic scan` starts (or finds) the Prefect API before pandas, the flow and Prefect are imported,
-so the server comes up while this process imports (see flows/prefect_api.py).
+so the server comes up while this process imports (technic_v4/startup.py, flows/prefect_api.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.console import Console
 
-from technic_v4 import warm
 from technic_v4.errors import TechnicError
 
 if TYPE_CHECKING:
@@ -25,37 +24,32 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="technic_v4: 
 
 def make_console() -> Console:
     # piped output (make scan | tee, CI logs) gets a wide fixed width instead of 80 columns, so the table stays readable
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 console = make_console()
 
-TABLE_COLUMNS = ["Symbol", "Sector", "Close", "ret_21d", "RSI14", "ATR14_pct", "TechRating", "Signal", "Entry", "Stop",
-                 "Target", "RewardRisk"]
-
-
 def results_table(df: pd.DataFrame, title: str, top: int) -> Table:
-    import pandas as pd
+    """The trader's table: pipeline/report.top_table's columns and rounding (the Prefect `scan-top` artifact's)."""
     from rich.table import Table
 
+    from technic_v4.domain.scoring.score import LONG, SHORT, STRONG_LONG, STRONG_SHORT
+    from technic_v4.pipeline.report import TOP_COLUMNS, top_table
+
+    rows = top_table(df, top)
+    columns = list(rows[0]) if rows else [c for c in TOP_COLUMNS if c in df]
+    cells = [["" if v is None else (f"{v:.1f}" if k.endswith(" %") else f"{v:,.2f}") if isinstance(v, float)
+              else str(v) for k, v in row.items()] for row in rows]
     table = Table(title=title, show_lines=False, header_style="bold")
-    table.add_column("#", justify="right")
-    columns = TABLE_COLUMNS
-    if "LearnedRating" in df and df["LearnedRating"].notna().any():
-        columns = [*TABLE_COLUMNS[:TABLE_COLUMNS.index("TechRating") + 1], "LearnedRating",
-                   *TABLE_COLUMNS[TABLE_COLUMNS.index("TechRating") + 1:]]
-    for col in columns:
-        table.add_column(col, justify="left" if df[col].dtype == object else "right")
-    for i, row in enumerate(df.head(top).itertuples(index=False), 1):
-        cells = []
-        for col in columns:
-            v = getattr(row, col)
-            if isinstance(v, float):
-                cells.append("" if pd.isna(v) else (f"{v:.1%}" if col in ("ret_21d", "ATR14_pct") else f"{v:,.2f}"))
-            else:
-                cells.append(str(v))
-        style = {"Strong Long": "bold green", "Long": "green", "Short": "red", "Strong Short": "bold red"}
-        table.add_row(str(i), *cells, style=style.get(row.Signal, ""))
+    table.add_column("#", justify="right", no_wrap=True)
+    for c, col in enumerate(columns):
+        text = not rows or isinstance(rows[0][col], str)
+        # one line per row; on a narrow terminal names are cut, never numbers
+        width = None if text else max(len(col), *(len(r[c]) for r in cells))
+        table.add_column(col, justify="left" if text else "right", no_wrap=True, min_width=width)
+    style = {STRONG_LONG: "bold green", LONG: "green", SHORT: "red", STRONG_SHORT: "bold red"}
+    for i, (row, line) in enumerate(zip(rows, cells), 1):
+        table.add_row(str(i), *line, style=style.get(row.get("Signal"), ""))
     return table
 
 
@@ -73,6 +67,8 @@ def scan(
     top: int = typer.Option(25, help="Rows to print"),
     rating: Optional[str] = typer.Option(None, help="tech|learned (default tech; learned falls back to TechRating "
                                                      "without a model)"),
+    plan_rule: Optional[str] = typer.Option(None, help="Trade plans: atr|structure (default: ScanConfig's)"),
+    min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this (default: ScanConfig's)"),
 ) -> None:
     """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
     import os
@@ -95,6 +91,7 @@ def scan(
             intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
             signals=[s.strip() for s in signals.split(",")] if signals else None,
             **({"rating": rating} if rating else {}),
+            **_plan_options(plan_rule, min_rr),
         )
     except (TechnicError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -125,8 +122,7 @@ def scan(
     console.print(results_table(df, title, top))
     console.print(msg, markup=False)  # the message is plain text: "[simulated source: …]" is not a style tag
     if api is not None:
-        console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else "")
-                      + (f"; run by the {warm.SERVED_BY}" if warm.SERVED_BY else ""), style="dim")
+        console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else ""), style="dim")
 
 
 @app.command("top")
@@ -212,12 +208,15 @@ def evaluate(
                                       "files' last)"),
     sessions: int = typer.Option(250, help="Sessions evaluated when --start is not given"),
     max_symbols: int = typer.Option(6000, help="Most liquid N symbols per day, as the scan's"),
-    horizons: str = typer.Option("1,5,21", help="Forward-return horizons in sessions"),
+    horizons: Optional[str] = typer.Option(None, help="Forward-return horizons in sessions, e.g. 1,5,21,63 "
+                                           "(default: EvalConfig's)"),
     source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|csv|simulated"),
     csv_dir: Optional[str] = typer.Option(None, help="Folder of SYMBOL.csv[.gz] files (TECHNIC_CSV_DIR) for --source csv"),
     runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
     rating: Optional[str] = typer.Option(None, help="tech|learned: learned also fits the learned rating walk-forward "
                                                      "(monthly refits, saved under the data dir) and reports it"),
+    plan_rule: Optional[str] = typer.Option(None, help="Trade-plan rule whose outcomes are measured: atr|structure"),
+    min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this"),
 ) -> None:
     """Walk-forward evaluation: did TechRating and the signals predict forward returns? (Prefect flow `evaluate`)"""
     from technic_v4.evaluation import EvalConfig, run_evaluation
@@ -225,9 +224,9 @@ def evaluate(
     try:
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
-            sessions=sessions, max_symbols=max_symbols, horizons=horizons, data_source=source or ("csv" if csv_dir else None),
-            task_runner=runner,
-            csv_dir=csv_dir,
+            sessions=sessions, max_symbols=max_symbols, data_source=source or ("csv" if csv_dir else None),
+            task_runner=runner, csv_dir=csv_dir, **({"horizons": horizons} if horizons else {}),
+            **_plan_options(plan_rule, min_rr),
             **({"rating": rating} if rating else {}),
         )
     except (TechnicError, ValueError) as exc:
@@ -237,18 +236,22 @@ def evaluate(
     console.print(summary["message"], markup=False)
 
 
+def _plan_options(plan_rule: str | None, min_rr: float | None) -> dict:
+    """The plan options given on the command line (absent ones keep the config's defaults)."""
+    return {k: v for k, v in (("plan_rule", plan_rule), ("min_reward_risk", min_rr)) if v is not None}
+
+
 def _prepare_prefect_api():
-    """technic_v4.api.prepare_prefect_api: the API found, or a temporary server starting while the rest imports."""
-    from technic_v4.api import prepare_prefect_api
+    """The API found, or a temporary server starting while the rest imports (technic_v4/startup.py)."""
+    from technic_v4.startup import prepare_prefect_api
 
     return prepare_prefect_api()
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["scan"] and "--help" not in sys.argv:
-        served = warm.delegate_cli(sys.argv)  # the local stack's warm scanner, when it runs and accepts
-        if served is not None:
-            sys.exit(served)
+    from technic_v4.heap import tune_process
+
+    tune_process()  # before Prefect's imports (technic_v4/heap.py)
     try:
         app()
     except TechnicError as exc:

@@ -19,6 +19,7 @@ DataSourceName = Literal["auto", "polygon", "flatfiles", "csv", "simulated"]  # 
 TaskRunnerName = Literal["auto", "ray", "thread"]
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
+DEFAULT_DATA_DIR = Path.home() / ".technic_v4"
 
 
 class Settings(BaseSettings):
@@ -38,7 +39,7 @@ class Settings(BaseSettings):
         description="auto|polygon|flatfiles|csv|simulated; auto = polygon when a key is set, else simulated.",
     )
     data_dir: Path = Field(
-        Path.home() / ".technic_v4",
+        DEFAULT_DATA_DIR,
         validation_alias="TECHNIC_DATA_DIR",
         description="Bar store, reference cache, Prefect results and scan results.",
     )
@@ -106,11 +107,24 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(
         120.0, gt=0, validation_alias="TECHNIC_LOCK_TIMEOUT", description="Seconds to wait for the bar-store lock."
     )
+    prefect_server_linger: float = Field(
+        900.0, ge=0, validation_alias="TECHNIC_PREFECT_SERVER_LINGER",
+        description="Idle seconds a scan's temporary Prefect server is kept (paused, no CPU) for the next scan of "
+        "the same PREFECT_HOME; 0 = Prefect's own temporary server, stopped with each process.",
+    )
+    ray_head: bool = Field(
+        False, validation_alias="TECHNIC_RAY_HEAD", description="1 = `make server` also starts a Ray head the flows join."
+    )
 
     @field_validator("polygon_api_key", mode="before")
     @classmethod
     def _empty_key_is_none(cls, v):
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _empty_data_dir_is_default(cls, v):
+        return DEFAULT_DATA_DIR if v is None or (isinstance(v, str) and not v.strip()) else v
 
     @field_validator("polygon_base_url")
     @classmethod

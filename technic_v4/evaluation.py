@@ -14,6 +14,7 @@ import pandas as pd
 from technic_v4.aio import run_sync
 from technic_v4.api import load_flow_factory
 from technic_v4.pipeline.evaluation.config import EvalConfig
+from technic_v4.startup import prepare_prefect_api
 
 __all__ = ["EvalConfig", "run_evaluation"]
 
@@ -23,6 +24,9 @@ def run_evaluation(config: EvalConfig | None = None, **overrides) -> tuple[pd.Da
         config = EvalConfig.build(**overrides)
     elif overrides:
         config = EvalConfig.build(**{**config.model_dump(), **overrides})
+    api = prepare_prefect_api()  # a kept server, or Prefect's own with time to start on a busy box
     flow = load_flow_factory("evaluate")(config)
+    if api is not None:
+        api.wait()
     output = run_sync(lambda: flow(config=config))
     return output.scores, output.summary

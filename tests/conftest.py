@@ -22,7 +22,9 @@ def prefect_api():
     """One temporary Prefect server for the whole session (each costs ~5 s); yields its API URL."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    from flows.prefect_api import STARTUP_TIMEOUT_S
+
+    with prefect_test_harness(server_startup_timeout=STARTUP_TIMEOUT_S):  # a loaded box is slow, not broken
         from flows.runners import current_api_url
 
         yield current_api_url()

@@ -2,7 +2,8 @@
 
 Layers, bottom to top (docs/architecture.md): foundation (config, calendar, errors, aio, progress, heap) -> data -> store
 -> domain -> pipeline -> entry points (api, cli and the seed's names). `flows` (Prefect/Ray) sits above the pipeline
-and is reached from the library only through entry-point lookup; nothing in technic_v4 imports flows or benchmarks.
+and is reached from the library only through entry-point lookup; nothing in technic_v4 or flows imports flows (technic_v4
+only), benchmarks or the test support (tests/support).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("technic_v4", "flows")
 
 FOUNDATION = {"config", "calendar", "errors", "aio", "progress", "heap"}
-ENTRY_POINTS = {"api", "cli", "scanner_core", "data_engine", "evaluation", "warm"}
-RANK = {"foundation": 0, "data": 1, "store": 2, "domain": 3, "pipeline": 4, "testing": 5, "entry": 6}
+ENTRY_POINTS = {"api", "cli", "startup", "scanner_core", "evaluation"}
+RANK = {"foundation": 0, "data": 1, "store": 2, "domain": 3, "pipeline": 4, "entry": 5}
 
 
 def module_name(path: Path) -> str:
@@ -41,9 +42,9 @@ def import_graph() -> dict[str, set[str]]:
                 # `from pkg import module` depends on the module; `from module import name` on the module
                 names = [n for n in subs if n in files] or [base]
             for name in names:
-                if name.split(".")[0] in (*PACKAGES, "benchmarks"):
+                if name.split(".")[0] in (*PACKAGES, "benchmarks", "tests"):
                     # the longest known module the name refers to
-                    while name and name not in files and not name.startswith("benchmarks"):
+                    while name and name not in files and not name.startswith(("benchmarks", "tests")):
                         name = name.rpartition(".")[0]
                     if name and name != mod:
                         deps.add(name)
@@ -109,6 +110,12 @@ def test_technic_v4_never_imports_flows_or_benchmarks():
     bad = {m: sorted(d for d in deps if d.split(".")[0] in ("flows", "benchmarks"))
            for m, deps in import_graph().items() if m.startswith("technic_v4")}
     assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_the_product_never_imports_test_support():
+    bad = {m: sorted(d for d in deps if d.split(".")[0] == "tests") for m, deps in import_graph().items()}
+    assert {m: d for m, d in bad.items() if d} == {}
+    assert not (REPO / "technic_v4" / "testing").exists()
 
 
 def test_dependencies_point_down():

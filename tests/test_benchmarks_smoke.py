@@ -23,7 +23,7 @@ def test_quick_benchmark_writes_docs(tmp_path, monkeypatch):
     m = data["machine"]
     assert m["cpu_count"] > 0 and m["ram_gb"] > 0 and m["python"] and m["date"]
     assert data["quick"] is True and data["total_seconds"] > 0
-    assert set(data["modules"]) == {"fetch", "scoring", "scan", "user_wait", "evaluate"}
+    assert set(data["modules"]) == {"fetch", "scoring", "columns", "scan", "user_wait", "evaluate"}
 
     scan = data["modules"]["scan"]
     assert "error" not in scan, scan.get("error")

@@ -18,6 +18,14 @@ def test_fingerprint_is_stable_and_sensitive_to_what_scores_depend_on():
     f3 = bar_fingerprints(p, "SIDEWAYS")
     assert list(f3 != f1) == [True, True, False]
     assert (bar_fingerprints(_panel(), "TRENDING_UP") != f1).all()  # a new regime rescores everything
+    # another plan rule or minimum R changes Stop/Target/PlanOK: rescored too (ScanConfig.plan_variant)
+    from technic_v4.pipeline.scan_config import ScanConfig
+
+    atr, structure = (ScanConfig(plan_rule=r).plan_variant for r in ("atr", "structure"))
+    assert (bar_fingerprints(_panel(), "SIDEWAYS", variant=atr) == bar_fingerprints(_panel(), "SIDEWAYS", variant=atr)).all()
+    assert (bar_fingerprints(_panel(), "SIDEWAYS", variant=atr) != bar_fingerprints(_panel(), "SIDEWAYS",
+                                                                                      variant=structure)).all()
+    assert ScanConfig(min_reward_risk=2).plan_variant != atr
 
 
 def test_split_reusable_reuses_only_unchanged_and_not_forced():

@@ -83,3 +83,28 @@ def test_details_per_scan_rejects_negative_and_settle_time_parses(monkeypatch):
     assert load_settings().settle_time == dt.time(20, 30)
     monkeypatch.setenv("TECHNIC_SETTLE_TIME", "07:00")
     assert load_settings().settle_time == dt.time(7, 0)
+
+
+def test_empty_data_dir_means_the_default_one_home_for_it(monkeypatch):
+    from technic_v4.config import DEFAULT_DATA_DIR
+
+    monkeypatch.setenv("TECHNIC_DATA_DIR", "  ")
+    assert load_settings().data_dir == DEFAULT_DATA_DIR
+    monkeypatch.setenv("TECHNIC_DATA_DIR", "/tmp/elsewhere")
+    assert str(load_settings().data_dir) == "/tmp/elsewhere"
+
+
+def test_every_technic_variable_read_anywhere_is_a_setting():
+    """`technic config` shows every TECHNIC_* variable the product reads: none is parsed by hand elsewhere."""
+    import re
+    from pathlib import Path
+
+    from technic_v4.config import Settings
+
+    root = Path(__file__).resolve().parents[1]
+    read = set()
+    for path in [*root.glob("technic_v4/**/*.py"), *root.glob("flows/**/*.py"), *root.glob("deployments/*.py")]:
+        read |= set(re.findall(r"\bTECHNIC_[A-Z][A-Z_]*[A-Z]\b", path.read_text()))
+    fields = {f.validation_alias for f in Settings.model_fields.values()}
+    assert {"TECHNIC_PREFECT_SERVER_LINGER", "TECHNIC_RAY_HEAD"} <= fields
+    assert read - fields == set()

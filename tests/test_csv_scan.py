@@ -13,7 +13,7 @@ import pytest
 from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.store.bar_store import BarStore
 from technic_v4.store.csv_import import CsvImport
-from tests.helpers.csv_market import CsvMarket
+from tests.support.csv_market import CsvMarket
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sp500"
 LAST = dt.date(2015, 12, 31)
@@ -89,7 +89,7 @@ def test_a_warm_scan_reads_no_file_and_no_day_again(fixture_scans):
 
 def test_the_csv_scan_equals_the_scan_of_the_same_bars_over_the_loopback_polygon_server(
         fixture_scans, tmp_path, monkeypatch, use_loopback_polygon):
-    from technic_v4.testing.polygon_server import PolygonServer
+    from tests.support.polygon_server import PolygonServer
 
     cold, _, _ = fixture_scans
     bars, _ = CsvImport(BarStore(tmp_path / "import"), FIXTURE).sync()

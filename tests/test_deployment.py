@@ -5,7 +5,6 @@ Only the data dir and the Prefect home are private to the test. Timings go to de
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,18 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flows.prefect_api import STARTUP_TIMEOUT_S, free_port, healthy, log_tail, start_server, stop_process
 from technic_v4.data.columns import INDEX_ETFS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 POOL = "technic-pool"
 SIGNALS = ["Strong Long", "Long"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(args, env, timeout=300):
@@ -43,24 +37,17 @@ def stack(tmp_path_factory):
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TECHNIC_", "RAY_"))}
     env = {**keep, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
            "TECHNIC_DATA_DIR": str(home / "technic-data"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = start_server(port, home / "server.log", env=env)
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not healthy(env["PREFECT_API_URL"]):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("prefect server did not come up: " + log_tail(home / "server.log"))
             time.sleep(0.5)
-        else:
-            pytest.fail("prefect server did not come up: " + (home / "server.log").read_text()[-2000:])
         cli(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
         yield env
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        stop_process(server, grace=30)
 
 
 def run_deployment(env, params: dict | None = None) -> tuple[str, dict]:

@@ -16,7 +16,8 @@ from technic_v4.domain.panel import Panel
 from technic_v4.pipeline.evaluation.chunk import evaluate_panel
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.forward import plan_outcome
-from technic_v4.pipeline.evaluation.stats import newey_west_t, rating_ranks, shuffled_ranks, summarize, within_day_ranks
+from technic_v4.pipeline.evaluation.rank_ic import DayGrid, HorizonGrid, newey_west_t, within_day_ranks
+from technic_v4.pipeline.evaluation.stats import summarize
 
 N_SYMBOLS, N_EVAL, WINDOW = 400, 160, 260
 
@@ -80,6 +81,11 @@ def test_planted_momentum_gives_a_clearly_positive_ic_and_the_control_does_not(m
     assert by_decile.loc[10.0] > by_decile.loc[1.0]
     by_signal = s21["by_signal"]
     assert by_signal.loc["Strong Long", "mean_excess"] > 0 > by_signal.loc["Strong Short", "mean_excess"]
+    # Attribution on the same rows: a constant drift per symbol is what 12-1 momentum measures.
+    by_name = {e["name"]: e for e in summary["attribution"][21]}
+    assert by_name["TechRating"]["ic"] == s21["ic"] and by_name["shuffled control"]["ic"] == s21["control_ic"]
+    assert by_name["mom_12_1"]["distinguishable"] and by_name["mom_12_1"]["ic"]["mean"] > 0.1
+    assert by_name["mom_12_1"]["rows"] == len(scores) - scores["fwd_ret_21d"].isna().sum()  # defined on every row
 
 
 def test_forward_returns_and_plan_outcomes_match_a_plain_loop(momentum):
@@ -101,8 +107,9 @@ def test_forward_returns_and_plan_outcomes_match_a_plain_loop(momentum):
             hi, lo = panel.high[r + k, j], panel.low[r + k, j]
             reached_target = hi >= rec.Target if long_ else lo <= rec.Target
             reached_stop = lo <= rec.Stop if long_ else hi >= rec.Stop
-            first_target = first_target or (k if reached_target else 0)
-            first_stop = first_stop or (k if reached_stop else 0)
+            first_target, first_stop = (k if reached_target else 0), (k if reached_stop else 0)
+            if reached_target or reached_stop:  # the plan is decided on its first event
+                break
         assert (rec.plan_target_session, rec.plan_stop_session) == (first_target, first_stop)
 
 
@@ -129,13 +136,18 @@ def test_within_day_ranks_and_the_shuffled_control():
     for d in range(5):
         at = days == d
         np.testing.assert_array_equal(ranks[at], pd.Series(values[at]).rank().to_numpy())
-    by_rating = np.lexsort((-values, days))  # day, then rating descending: ranked from positions, no sort
-    np.testing.assert_array_equal(rating_ranks(days[by_rating], values[by_rating]), ranks[by_rating])
-    np.testing.assert_array_equal(rating_ranks(days, values), ranks)  # unsorted rows: sorted
-    shuffled = shuffled_ranks(days, seed=1)
-    for d in range(5):  # a permutation of 1..40 on each day, not the identity
-        assert sorted(shuffled[days == d]) == list(range(1, 41))
-    assert not np.array_equal(shuffled, ranks) and not np.array_equal(shuffled[:40], np.arange(1, 41))
+    by_rating = np.lexsort((-values, days))  # rows in the evaluation's order: day, then rating descending
+    np.testing.assert_array_equal(within_day_ranks(days[by_rating], values[by_rating]), ranks[by_rating])
+    grid = DayGrid.of(days)
+    returns = grid.put(values)
+    returns[0, :3] = np.nan  # rows without a forward return are left out of the control's ranking too
+    keep = np.isfinite(returns)
+    centred = HorizonGrid.of(grid, grid.take(returns), h=1, seed=1).control.centred_ranks(keep)
+    control = np.where(keep, centred + (keep.sum(1, keepdims=True) + 1) / 2, np.nan)
+    assert sorted(control[0, 3:]) == list(range(1, 38)) and np.isnan(control[0, :3]).all()
+    for d in range(1, 5):  # a permutation of 1..40 on each day, not the identity
+        assert sorted(control[d]) == list(range(1, 41))
+    assert not np.array_equal(control[1], np.arange(1, 41)) and not np.array_equal(grid.take(control)[40:], ranks[40:])
 
 
 def test_updown_volume_rolling_series_equals_the_window_reduce():
@@ -185,10 +197,17 @@ def test_flow_publishes_report_plots_and_artifacts(prefect_api, sim_env, monkeyp
     assert by_key["evaluation-report"].data == summary["report_md"]
     deciles = json.loads(by_key["evaluation-deciles"].data)
     assert [row["index"] for row in deciles] == [float(k) for k in range(1, 11)]
+    attribution = json.loads(by_key["evaluation-attribution"].data)
+    scored = {"TechRating", "TrendScore", "MomentumScore", "VolumeScore", "VolatilityScore", "OscillatorScore",
+              "BreakoutScore", "mom_12_1", "rev_1m", "prox_52w_high", "low_vol_63", "shuffled control"}
+    assert {r["score"] for r in attribution} == scored and {r["horizon"] for r in attribution} == {1, 5}
+    saved = json.loads((Path(paths["folder"]) / "summary.json").read_text())["attribution"]
+    assert [e["name"] for e in saved["5"]] == [r["score"] for r in attribution if r["horizon"] == 5]
+    assert "## Attribution" in report and "| shuffled control |" in report
     deployments = yaml.safe_load((Path(__file__).parents[1] / "prefect.yaml").read_text())["deployments"]
     monthly = next(d for d in deployments if d["name"] == "monthly")
     assert monthly["entrypoint"] == "flows.evaluate:evaluate"
-    assert EvalConfig(**monthly["parameters"]["config"]).horizons == (1, 5, 21)
+    assert EvalConfig(**monthly["parameters"]["config"]).horizons == EvalConfig().horizons == (1, 5, 21, 63)
 
 
 def test_a_horizon_without_forward_returns_gets_no_verdict(no_edge):

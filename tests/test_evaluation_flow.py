@@ -17,6 +17,8 @@ import pytest
 from technic_v4.api import run_scan
 from technic_v4.calendar import trading_days
 from technic_v4.config import load_settings
+from technic_v4.domain.indicators.patterns import FLAG_COLUMNS
+from technic_v4.domain.scoring.columns import TREND_TEMPLATE_COLUMNS
 from technic_v4.evaluation import EvalConfig, run_evaluation
 from technic_v4.pipeline.evaluation.listing import with_delisted
 from technic_v4.store.bar_store import BarStore
@@ -66,6 +68,12 @@ def test_rows_are_what_run_scan_as_of_that_day_gives(evaluated):
         np.testing.assert_allclose(joined["TechRating_eval"], joined["TechRating"], rtol=0, atol=1e-6)
         np.testing.assert_allclose(joined["Close_eval"], joined["Close"], rtol=1e-12)
         np.testing.assert_allclose(joined["Stop_eval"], joined["Stop"], rtol=1e-9)
+        # the new columns, point in time: flags exactly, relative strength across the same day's universe
+        for col in (*FLAG_COLUMNS, *TREND_TEMPLATE_COLUMNS, "PlanOK"):
+            assert (joined[col] == joined[f"{col}_eval"]).all(), (day, col)
+        for col in ("RS_rating", "sector_rank", "rank_in_sector", "rs_vs_market_63d", "RSI14_w", "RewardRisk"):
+            np.testing.assert_allclose(joined[f"{col}_eval"], joined[col], rtol=1e-9, equal_nan=True, err_msg=col)
+        np.testing.assert_allclose(joined["SMA10w_eval"], joined["SMA10w"], rtol=1e-9, equal_nan=True)
     kept_on = lambda sym, day: ((scores["Symbol"] == sym) & (scores["Date"] == pd.Timestamp(day))).any()  # noqa: E731
     assert kept_on(SPLIT_SYMBOL, SPLIT_DAY) and kept_on(DELISTED_SYMBOL, BEFORE_DELISTING)
 

@@ -16,8 +16,8 @@ from technic_v4.data.columns import DAY_COLUMNS
 from technic_v4.data.polygon import PolygonClient
 from technic_v4.data.polygon.source import PolygonSource
 from technic_v4.errors import DataSourceError
-from technic_v4.testing.fake_market import TinyMarket
-from technic_v4.testing.polygon_server import PolygonServer
+from tests.support.fake_market import TinyMarket
+from tests.support.polygon_server import PolygonServer
 
 DAY = dt.date(2024, 1, 3)
 HOLIDAY = dt.date(2024, 1, 15)

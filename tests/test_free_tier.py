@@ -17,11 +17,12 @@ from technic_v4.calendar import previous_trading_days
 from technic_v4.data.flatfiles import FlatFileSource, write_flat_file
 from technic_v4.data.polygon.client import PolygonClient
 from technic_v4.data.polygon.source import PolygonSource
+from technic_v4.domain.indicators import required_history
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.errors import AuthError
 from technic_v4.store.bar_store import BarStore
-from technic_v4.testing.polygon_server import PolygonServer
-from tests.helpers.budget_scan import KEY, LOOKBACK, budget_scan
+from tests.support.polygon_server import PolygonServer
+from tests.support.budget_scan import KEY, LOOKBACK, budget_scan
 
 AS_OF = dt.date(2026, 10, 14)
 FREE_TIER = 5  # requests per minute
@@ -57,8 +58,9 @@ def test_first_scan_at_5_per_minute_is_paced_and_takes_about_an_hour(server, tmp
     sends: list[float] = []
     scan = asyncio.run(budget_scan(server, BarStore(tmp_path), AS_OF, rate_limit=FREE_TIER, rate_period=PERIOD,
                                    on_client=lambda c: stamp_sends(c, sends)))
-    # rate-limited and cold: the 252 sessions the indicators need, not all 300 (see first_scan_history)
-    assert len(sends) == scan.total and scan.calls["grouped_daily"] == 252 and scan.calls["ticker_details"] == 0
+    # rate-limited and cold: the sessions the indicators need (260: 52 weekly bars), not all 300 (first_scan_history)
+    need = required_history()
+    assert len(sends) == scan.total and scan.calls["grouped_daily"] == need and scan.calls["ticker_details"] == 0
     gaps = [later - earlier for earlier, later in zip(sends, sends[FREE_TIER:])]
     assert min(gaps) >= PERIOD - JITTER  # never more than 5 requests sent within one (scaled) minute
     elapsed = sends[-1] - sends[0]
@@ -117,25 +119,27 @@ def test_fetch_progress_says_how_long_the_backfill_has_left():
     assert progress.eta_text() == "fetched 30 of 300 trading days; about 54 min left"
 
 
-def test_rate_limited_first_scan_loads_252_sessions_and_the_next_fetches_the_rest(
+def test_rate_limited_first_scan_loads_what_the_indicators_need_and_the_next_fetches_the_rest(
         prefect_api, use_loopback_polygon, market, server):
     """A rate limit configured (here far above the free tier, so the test does not wait) makes the cold scan load only
-    the 252 sessions the indicators need; the next session's scan fetches the 48 older ones within 100 calls."""
+    the sessions the indicators need (required_history, 260); the next session's scan fetches the older ones within
+    100 calls."""
+    need = required_history()
     from technic_v4.api import ScanConfig, run_scan_output
 
     use_loopback_polygon(server, KEY, TECHNIC_RATE_LIMIT="6000")
     cold = run_scan_output(ScanConfig.build(as_of=AS_OF))
     calls = cold.summary["metrics"]["api_calls_by_endpoint"]
-    assert calls["grouped_daily"] == 252 and server.requests.count("grouped_daily") == 252
+    assert calls["grouped_daily"] == need and server.requests.count("grouped_daily") == need
     short = cold.summary["short_history"]
-    assert short["sessions"] == 252 and short["lookback_days"] == LOOKBACK
+    assert short["sessions"] == need and short["lookback_days"] == LOOKBACK
     assert short["rows"] == int(cold.results["pct_from_52w_high"].isna().sum()) > 0
-    assert "loaded 252 of 300 sessions" in cold.message
+    assert f"loaded {need} of 300 sessions" in cold.message
 
     next_day = previous_trading_days(AS_OF + dt.timedelta(days=1), 1)[-1]
     server.endpoints.today = next_day
     warm = run_scan_output(ScanConfig.build(as_of=next_day))
     m = warm.summary["metrics"]
-    # the window moved a session: 47 older sessions + the new one
-    assert m["api_calls_by_endpoint"]["grouped_daily"] == LOOKBACK - 252 and m["api_calls"] <= 100
+    # the window moved a session: the older sessions + the new one
+    assert m["api_calls_by_endpoint"]["grouped_daily"] == LOOKBACK - need and m["api_calls"] <= 100
     assert warm.summary["short_history"] == {} and warm.results["pct_from_52w_high"].notna().sum() > short["rows"]

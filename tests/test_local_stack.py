@@ -1,30 +1,37 @@
-"""`make server` starts server, work pool, deployments and a worker; Ctrl-C (SIGINT to the terminal's process group)
-stops all of it within seconds and leaves nothing running; `make stop` does the same from another shell."""
+"""`make server` starts server, work pool, deployments and a worker; `technic scan` in another shell uses it; Ctrl-C
+(SIGINT to the terminal's process group) stops all of it within seconds and leaves nothing running; `make stop` does
+the same from another shell. Without any server, `make scan` keeps its temporary server for the next `technic scan`."""
 
 import json
 import os
 import signal
-import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from flows.prefect_api import free_port, stop_kept_server
+
 REPO = Path(__file__).resolve().parents[1]
+TECHNIC = str(Path(sys.executable).parent / "technic")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def clean_env(tmp_path) -> dict[str, str]:
+    """Nothing of this session's Prefect, nothing forced: a user's shell with its own home."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TECHNIC_", "RAY_"))}
+    return {**keep, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_PORT": str(free_port()),
+            "TECHNIC_DATA_DIR": str(tmp_path / "data")}
+
+
+def table(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("│")]
 
 
 def start_stack(tmp_path):
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TECHNIC_", "RAY_"))}
-    env = {**keep, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_PORT": str(free_port()),
-           "TECHNIC_DATA_DIR": str(tmp_path / "data")}
+    env = clean_env(tmp_path)
     proc = subprocess.Popen(["make", "-s", "server"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines = []
@@ -70,10 +77,48 @@ def test_ctrl_c_stops_worker_and_server(tmp_path):
     print(f"Ctrl-C to everything stopped: {took:.1f} s")
 
 
-@pytest.mark.timeout(400)
-def test_make_stop_from_another_shell(tmp_path):
+@pytest.mark.timeout(600)
+def test_make_server_then_technic_scan_uses_it_and_make_stop_stops_it(tmp_path):
+    """The main path, nothing forced: `make server`, then `technic scan` in another shell, then `make stop`."""
     proc, env, state, _ = start_stack(tmp_path)
-    stopped = subprocess.run(["make", "-s", "stop"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    try:
+        done = subprocess.run([TECHNIC, "scan", "--top", "10"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert len(table(done.stdout)) == 10 and f"Prefect API: local stack ({state['api']})" in done.stdout
+    finally:
+        stopped = subprocess.run(["make", "-s", "stop"], cwd=REPO, env=env, capture_output=True, text=True,
+                                 timeout=60)
+        proc.wait(timeout=30)
     assert stopped.returncode == 0 and "local stack stopped" in stopped.stdout
-    proc.wait(timeout=30)
     assert gone(state["server"]) and gone(state["worker"])
+
+
+def test_make_stop_and_status_succeed_when_nothing_runs(tmp_path):
+    env = clean_env(tmp_path)
+    for target, said in (("stop", "no local stack is running"), ("status", "local stack: not running")):
+        done = subprocess.run(["make", "-s", target], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and said in done.stdout and "Error" not in done.stderr, done.stderr
+
+
+@pytest.mark.timeout(600)
+def test_make_scan_keeps_its_temporary_server_for_the_next_technic_scan(tmp_path):
+    """The main path with nothing running: `make scan` starts a temporary server and keeps it (the default linger);
+    the next `technic scan` reuses it, prints the same table and waits less."""
+    env = clean_env(tmp_path)
+    try:
+        walls, outputs = [], []
+        for argv in (["make", "-s", "scan", "ARGS=--top 10"], [TECHNIC, "scan", "--top", "10"]):
+            t0 = time.monotonic()
+            done = subprocess.run(argv, cwd=REPO if argv[0] == "make" else tmp_path, env=env, capture_output=True,
+                                  text=True, timeout=300)
+            walls.append(time.monotonic() - t0)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            outputs.append(done.stdout)
+        assert "Prefect API: kept temporary server, started" in outputs[0]
+        assert "Prefect API: kept temporary server, reused" in outputs[1]
+        assert len(table(outputs[1])) == 10 and "cache hits 100.00%" in outputs[1]
+        print(f"make scan (cold, server start) {walls[0]:.1f} s; technic scan (warm, kept server) {walls[1]:.1f} s")
+        assert walls[1] < walls[0]
+    finally:
+        assert stop_kept_server(tmp_path / "prefect")

@@ -162,12 +162,11 @@ def test_most_liquid_symbols_match_the_full_panel_choice(store):
     assert "SPY" in want and "S03" in want and len(want) == 17
 
 
-def test_rollback_switch_reads_the_day_files_only(store, monkeypatch):
-    monkeypatch.setenv("TECHNIC_PANEL_CACHE", "0")
-    off = load_panel(store, DAYS[:39])
+def test_rollback_switch_reads_the_day_files_only(store):
+    """TECHNIC_PANEL_CACHE=0 reaches load_panel as cache=False (the scan passes its setting)."""
+    off = load_panel(store, DAYS[:39], cache=False)
     assert not (store.root / CACHE_DIR).exists()
-    monkeypatch.setenv("TECHNIC_PANEL_CACHE", "1")
-    assert_same(load_panel(store, DAYS[:39]), off)
+    assert_same(load_panel(store, DAYS[:39], cache=True), off)
     assert len(_generation(store)) == 1
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from technic_v4.calendar import trading_days
 from technic_v4.store.bar_store import BarStore
-from technic_v4.testing.listed_market import OTHER_TYPE, ListedMarket
-from technic_v4.testing.polygon_server import PolygonServer
-from tests.helpers.budget_scan import KEY, LOOKBACK, budget_scan
+from tests.support.listed_market import OTHER_TYPE, ListedMarket
+from tests.support.polygon_server import PolygonServer
+from tests.support.budget_scan import KEY, LOOKBACK, budget_scan
 
 slow = pytest.mark.slow  # the cold 300-day backfill of 6,400 simulated symbols takes about a minute
 

@@ -21,8 +21,8 @@ from technic_v4.data.polygon import NotFound, PolygonClient, SyncPolygonClient
 from technic_v4.data.polygon.policy import Request, next_page
 from technic_v4.data.polygon.source import PolygonSource
 from technic_v4.errors import AuthError, RetryExhausted
-from technic_v4.testing.fake_market import TinyMarket
-from technic_v4.testing.polygon_server import MSG_403, PolygonServer
+from tests.support.fake_market import TinyMarket
+from tests.support.polygon_server import MSG_403, PolygonServer
 
 KEY = "k3y-5ecret-0123456789"
 HOLIDAY = dt.date(2024, 1, 15)  # Martin Luther King Jr. Day: XNYS closed

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from technic_v4.data.polygon import PolygonClient
-from technic_v4.testing.fake_market import TinyMarket
-from technic_v4.testing.polygon_server import MSG_403, MSG_429, PolygonServer
+from tests.support.fake_market import TinyMarket
+from tests.support.polygon_server import MSG_403, MSG_429, PolygonServer
 
 KEY = "srv-key-42"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -203,7 +203,7 @@ def test_official_massive_client_reads_the_server(market):
 
 def test_cli_serves_a_simulated_market():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "technic_v4.testing.polygon_server", "--port", "0", "--symbols", "200", "--seed", "3",
+        [sys.executable, "-m", "tests.support.polygon_server", "--port", "0", "--symbols", "200", "--seed", "3",
          "--start", "2025-01-02", "--today", "2025-03-31", "--latency-ms", "5", "--fail-rate", "0.05"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -8,8 +8,8 @@ import pytest
 
 from technic_v4.data.polygon import PolygonClient, RateLimiter, SyncPolygonClient
 from technic_v4.data.polygon.ratelimit import per_minute
-from technic_v4.testing.fake_market import TinyMarket
-from technic_v4.testing.polygon_server import PolygonServer
+from tests.support.fake_market import TinyMarket
+from tests.support.polygon_server import PolygonServer
 
 KEY = "rate-key"
 

@@ -14,14 +14,14 @@ import pytest
 from technic_v4.errors import StoreLockTimeout
 from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.store.bar_store import BarStore
-from tests.helpers import HELPERS, child_env, finish, start_scan
+from tests.support.processes import SUPPORT, child_env, finish, start_scan
 
 AS_OF = dt.date(2026, 10, 12)
 LOOKBACK = 60
 
 
 def hold_lock(data_dir, seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, str(HELPERS / "hold_lock.py"), str(data_dir), str(seconds)],
+    proc = subprocess.Popen([sys.executable, str(SUPPORT / "hold_lock.py"), str(data_dir), str(seconds)],
                             env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked", proc.stderr.read()
     return proc

@@ -1,7 +1,7 @@
 """Crash safety (issue 6, deliver 2): a scan SIGKILLed mid-backfill loses nothing that was stored, leaves nothing
 half-written that a later scan would read, and the next scan fetches exactly the days that are missing.
 
-The killed scan runs in a process of its own (tests/helpers/scan_process.py) against the session's Prefect server,
+The killed scan runs in a process of its own (tests/support/scan_process.py) against the session's Prefect server,
 with a simulated source slowed to ~20 ms per grouped-daily call so the backfill lasts long enough to be cut.
 """
 
@@ -23,7 +23,7 @@ from technic_v4.calendar import previous_trading_days
 from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.store.atomic import TMP_PREFIX
 from technic_v4.store.bar_store import BarStore
-from tests.helpers import start_scan
+from tests.support.processes import start_scan
 
 AS_OF = dt.date(2026, 10, 12)
 SMALL, LARGE = 30, 400  # lookback of the first (complete) scan and of the killed backfill
@@ -54,6 +54,7 @@ def read_log(monkeypatch):
     return seen
 
 
+@pytest.mark.slow  # a crash path (kill mid-backfill), not a main one
 def test_killed_backfill_loses_nothing_and_next_scan_reuses_every_stored_day(prefect_api, sim_env, read_log):
     # 1. a complete small scan publishes results/latest.* (the files a killed run must not damage)
     first = run_scan_output(ScanConfig.build(as_of=AS_OF, lookback_days=SMALL, allow_short_history=True))

@@ -23,8 +23,8 @@ from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.errors import ConfigError, DataSourceError
 from technic_v4.api import ScanConfig, run_scan, run_scan_output
 from technic_v4.store.bar_store import BarStore
-from technic_v4.testing.polygon_server import PolygonServer
-from tests.helpers import ROOT, child_env
+from tests.support.polygon_server import PolygonServer
+from tests.support.processes import ROOT, child_env
 
 AS_OF = dt.date(2026, 10, 12)
 LOOKBACK = 30

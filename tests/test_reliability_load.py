@@ -1,6 +1,6 @@
 """Load (issue 6, deliver 6): 20 warm scans in a row in one process hold steady memory and time.
 
-Each run is a process of its own (tests/helpers/load_scans.py) so its RSS is the scan's alone. Measured on this box
+Each run is a process of its own (tests/support/load_scans.py) so its RSS is the scan's alone. Measured on this box
 (1,500 symbols x 260 days, thread runner): with glibc's default malloc arenas RSS climbs from ~440-520 MB at scan 5 to
 550-650 MB at scan 20 (+13..+29 %, still rising at scan 20), while Python-level allocations (tracemalloc) and live
 objects stay flat — fragmentation across glibc's per-thread arenas, not a Python leak. Capping the arenas at 2
@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from tests.helpers import HELPERS, ROOT, child_env
+from tests.support.processes import SUPPORT, ROOT, child_env
 
 AS_OF = dt.date(2026, 10, 12)
 SCANS = 20
@@ -30,7 +30,7 @@ def run_load(arena_max: str | None) -> dict:
     env.pop("MALLOC_ARENA_MAX", None)
     if arena_max:
         env["MALLOC_ARENA_MAX"] = arena_max
-    proc = subprocess.run([sys.executable, str(HELPERS / "load_scans.py"), str(SCANS), json.dumps(CONFIG)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, str(SUPPORT / "load_scans.py"), str(SCANS), json.dumps(CONFIG)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -24,7 +24,7 @@ from technic_v4.data.polygon.source import PolygonSource
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.errors import TechnicError
 from technic_v4.api import ScanConfig, run_scan_output
-from technic_v4.testing.polygon_server import PolygonServer
+from tests.support.polygon_server import PolygonServer
 
 AS_OF = dt.date(2026, 10, 12)
 KEY = "sk_SECRETS_c0ffee_4242_do_not_leak"

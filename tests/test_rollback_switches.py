@@ -7,7 +7,7 @@ import pytest
 
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.api import ScanConfig, run_scan_output
-from technic_v4.testing.polygon_server import PolygonServer
+from tests.support.polygon_server import PolygonServer
 
 AS_OF = dt.date(2026, 10, 12)
 KEY = "pk_rollback_test_key"

@@ -112,6 +112,7 @@ def test_bad_scan_config_is_a_clear_error(values, field):
         ScanConfig.build(**values)
 
 
+@pytest.mark.slow  # Ray is not the default runner (auto = threads here); test_deployment runs one Ray scan by default
 def test_ray_runner_matches_thread_runner(prefect_api, ray_session, sim_env):
     import os
 

@@ -159,8 +159,9 @@ def test_signal_thresholds(rating, trend, momentum, signal):
 
 
 def plan(signal, close=100.0, atr=2.0, regime=Regime(trend=SIDEWAYS)):
-    out = sc.trade_plan(np.array([signal], dtype=object), np.array([close]), np.array([atr]), regime)
-    return out[0][0], *(one(a) for a in out[1:])
+    signal, p = sc.trade_plan(np.array([signal], dtype=object), {"Close": np.array([close]), "ATR14": np.array([atr])},
+                              regime)
+    return signal[0], *(one(p[k]) for k in ("Entry", "Stop", "Target", "RewardRisk"))
 
 
 def test_long_and_short_plans():

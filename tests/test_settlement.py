@@ -20,7 +20,7 @@ from technic_v4.data.polygon.source import PolygonSource
 from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.pipeline.fetch import ensure_days, is_settled, settles_at
 from technic_v4.store.bar_store import BarStore
-from technic_v4.testing.polygon_server import PolygonServer
+from tests.support.polygon_server import PolygonServer
 
 DAY = dt.date(2026, 10, 14)
 DAYS = previous_trading_days(DAY, 3)

@@ -7,7 +7,6 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from technic_v4.config import load_settings
 from technic_v4.domain.panel import FIELDS, Panel
 from technic_v4.store.bar_store import BarStore
 from technic_v4.store.panel_cache import PanelCache, RawBars, read_raw_bars
@@ -19,13 +18,13 @@ def load_panel(
     symbols=None,
     splits: pd.DataFrame | None = None,
     duplicates: list | None = None,
-    cache: bool | None = None,
+    cache: bool = True,
 ) -> Panel:
     """A dates x symbols panel of the stored `days` (missing days are skipped), split-adjusted as of the last day.
 
     `symbols` picks the columns in that order (unknown ones all NaN); by default every symbol seen, sorted. Bars come
-    from the panel cache (TECHNIC_PANEL_CACHE, default on), which reads only new or changed days from the store;
-    `cache=False` reads every day file. A (date, symbol) stored twice cannot be told apart, so its bar becomes NaN
+    from the panel cache, which reads only new or changed days from the store; `cache=False` reads every day file
+    (the scan passes its TECHNIC_PANEL_CACHE setting: this layer reads no settings). A (date, symbol) stored twice cannot be told apart, so its bar becomes NaN
     and, when `duplicates` is a list, a record {symbol, date, check, details} per duplicate is appended to it.
     """
     raw = load_raw(store, days, cache)
@@ -42,10 +41,9 @@ def load_panel(
     return Panel(dates=raw.dates, symbols=raw.symbols, **arrays)
 
 
-def load_raw(store: BarStore, days: list[dt.date], cache: bool | None = None) -> RawBars:
+def load_raw(store: BarStore, days: list[dt.date], cache: bool = True) -> RawBars:
     """Raw (unadjusted) bars of every symbol seen in the stored `days`, sorted by symbol."""
-    use_cache = load_settings().panel_cache if cache is None else cache
-    return PanelCache(store).load(days) if use_cache else read_raw_bars(store, days)
+    return PanelCache(store).load(days) if cache else read_raw_bars(store, days)
 
 
 def _pick(raw: RawBars, symbols: np.ndarray) -> RawBars:

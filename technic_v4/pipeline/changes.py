@@ -12,12 +12,14 @@ import pandas as pd
 from technic_v4.pipeline.prescreen import last_valid
 from technic_v4.domain.panel import FIELDS, Panel
 
-SCORING_VERSION = "2"  # 2: MarketCapUnknown column. Bump when indicator/score definitions change, so old rows are never reused
+SCORING_VERSION = "3"  # 2: MarketCapUnknown column; 3: flags, RS, weekly, plan rules. Bump when indicator/score definitions change, so old rows are never reused
 
 
-def bar_fingerprints(panel: Panel, regime_label: str, reference: pd.DataFrame | None = None) -> pd.Series:
-    """One int64 per symbol over what its row depends on: last bar, first bar, bar count, regime, version, and the
-    reference fields shown on the row (name, sector, industry, shares outstanding -> MarketCap)."""
+def bar_fingerprints(panel: Panel, regime_label: str, reference: pd.DataFrame | None = None,
+                     variant: str = "") -> pd.Series:
+    """One int64 per symbol over what its row depends on: last bar, first bar, bar count, regime, version, the
+    scan's plan settings (`variant`), and the reference fields shown on the row (name, sector, industry, shares
+    outstanding -> MarketCap)."""
     first_idx = np.argmax(np.isfinite(panel.close), axis=0)
     cols = np.arange(panel.shape[1])
     last_date_idx = panel.shape[0] - 1 - np.argmax(np.isfinite(panel.close)[::-1], axis=0)
@@ -30,6 +32,7 @@ def bar_fingerprints(panel: Panel, regime_label: str, reference: pd.DataFrame | 
             "first_close": panel.close[first_idx, cols],
             "regime": regime_label,
             "version": SCORING_VERSION,
+            "variant": variant,
             **{f"last_{f}": last_valid(getattr(panel, f)) for f in FIELDS},
         }
     )

@@ -200,7 +200,7 @@ async def ensure_days(
 
 def first_scan_history(store: BarStore, history: list[dt.date], *, rate_limited: bool, need: int) -> list[dt.date]:
     """The sessions a scan loads. On a rate-limited plan (TECHNIC_RATE_LIMIT set, e.g. 5/min on the free tier) a scan
-    with none of its sessions stored loads only the `need` most recent ones the indicators need (252 by default),
+    with none of its sessions stored loads only the `need` most recent ones the indicators need (260 by default: 52 weekly bars),
     not all of `lookback_days`: 48 fewer calls, ~10 minutes less at 5/min. Rows with a missing day among them lack
     the 52-week values (NaN, reported). The next scan fetches the older sessions within its call budget."""
     if not rate_limited or len(history) <= need or any(store.has_day(d, final_only=False) for d in history):

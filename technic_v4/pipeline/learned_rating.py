@@ -19,6 +19,8 @@ import pandas as pd
 from technic_v4.domain.regime import Regime
 from technic_v4.domain.scoring.learned import (DEFAULT_HORIZON, FEATURE_INPUTS, classify_learned, day_percentile_ranks,
                                                feature_matrix, predict, raw_features)
+from technic_v4.domain.scoring.plan_rules import ATR_RULE, DEFAULT_MIN_REWARD_RISK
+from technic_v4.domain.scoring.plans import PLAN_INPUTS
 from technic_v4.domain.scoring.score import trade_plan
 from technic_v4.pipeline.learned_models import latest_model, models_root
 
@@ -26,7 +28,8 @@ LEARNED_COLUMN = "LearnedRating"
 
 
 def apply_rating(results: pd.DataFrame, rating: str, data_dir: Path, as_of: dt.date, source_id: str,
-                 regime: Regime) -> tuple[pd.DataFrame, dict]:
+                 regime: Regime, plan_rule: str = ATR_RULE,
+                 min_reward_risk: float = DEFAULT_MIN_REWARD_RISK) -> tuple[pd.DataFrame, dict]:
     """(results with LearnedRating, {"requested", "ran", "note", and the model's window when one ran})."""
     results = results.assign(**{LEARNED_COLUMN: np.nan})
     if rating != "learned":
@@ -43,12 +46,15 @@ def apply_rating(results: pd.DataFrame, rating: str, data_dir: Path, as_of: dt.d
     X = feature_matrix(raw_features(values), np.zeros(len(results), dtype=np.int64), results["Regime"].to_numpy())
     score = predict(model, X)
     signal = classify_learned(day_percentile_ranks(score, np.zeros(len(score), dtype=np.int64)), model.cutoffs)
-    signal, entry, stop, target, reward_risk = trade_plan(signal, results["Close"].to_numpy(np.float64),
-                                                          results["ATR14"].to_numpy(np.float64), regime)
-    out = results.assign(**{LEARNED_COLUMN: score}, Signal=signal, Entry=entry, Stop=stop, Target=target,
-                         RewardRisk=reward_risk)
+    inputs = {c: results[c].to_numpy(np.float64) for c in PLAN_INPUTS if c in results}
+    rule = plan_rule if set(PLAN_INPUTS) <= set(inputs) or plan_rule == ATR_RULE else ATR_RULE
+    signal, plan = trade_plan(signal, inputs, regime, rule, min_reward_risk)
+    out = results.assign(**{LEARNED_COLUMN: score}, Signal=signal, **plan)
     out = out.sort_values([LEARNED_COLUMN, "Symbol"], ascending=[False, True], na_position="last", kind="stable")
-    return out.reset_index(drop=True), _ran(model, int(np.isfinite(score).sum()))
+    info = _ran(model, int(np.isfinite(score).sum()))
+    if rule != plan_rule:  # the structure rule reads swing/prior highs the results do not carry
+        info["note"] += f"; plans by the {rule} rule for the learned signals ({plan_rule}'s inputs are not in the results)"
+    return out.reset_index(drop=True), info
 
 
 def _ran(model, rated: int) -> dict:

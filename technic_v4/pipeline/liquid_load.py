@@ -18,7 +18,7 @@ from technic_v4.store.bar_store import BarStore
 
 
 def most_liquid_symbols(store: BarStore, days: list[dt.date], n: int, protected=(), splits: pd.DataFrame | None = None,
-                        cache: bool | None = None) -> list[str]:
+                        cache: bool = True) -> list[str]:
     """The `n` symbols with the highest 20-day dollar volume plus `protected` and the index ETFs, in panel (sorted)
     order: the same choice `prescreen.most_liquid` makes on the full split-adjusted panel."""
     raw = load_raw(store, days, cache)
@@ -34,7 +34,7 @@ def most_liquid_symbols(store: BarStore, days: list[dt.date], n: int, protected=
 
 def load_liquid_panel(store: BarStore, days: list[dt.date], max_symbols: int, protected=(),
                       splits: pd.DataFrame | None = None, duplicates: list | None = None,
-                      cache: bool | None = None) -> Panel:
+                      cache: bool = True) -> Panel:
     """`load_panel` restricted to `most_liquid_symbols`: equal to loading everything and then taking the most liquid
     columns, except that duplicates are reported for the loaded symbols only."""
     symbols = most_liquid_symbols(store, days, max_symbols, protected, splits, cache)

@@ -143,12 +143,14 @@ def prescreen(
 
 
 def details_candidates(
-    panel: Panel, rules: PrescreenRules, *, max_symbols: int, blacklist: dict[str, int] | None = None,
+    panel: Panel, rules: PrescreenRules, *, max_symbols: int | None, blacklist: dict[str, int] | None = None,
     always_keep: tuple[str, ...] = (),
 ) -> pd.Series:
     """Symbol -> 20-day dollar volume for the symbols whose market cap can matter: among the `max_symbols` most liquid,
-    those passing every rule the bars alone decide (history, stale, blacklist, price floor, average volume)."""
-    panel = panel.take_columns(most_liquid(panel, max_symbols, always_keep))
+    those passing every rule the bars alone decide (history, stale, blacklist, price floor, average volume).
+    `max_symbols=None`: the panel is already the most liquid (a scan's, from load_liquid_panel)."""
+    if max_symbols is not None:
+        panel = panel.take_columns(most_liquid(panel, max_symbols, always_keep))
     syms = pd.Index(panel.symbols)
     close, vol20 = last_valid(panel.close), avg_volume(panel)
     streak = pd.Series(blacklist or {}, dtype=float).reindex(syms).fillna(0).to_numpy()

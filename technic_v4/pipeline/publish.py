@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS
 from technic_v4.store.atomic import atomic_write, atomic_write_text
 
-ACTIONABLE = ("Strong Long", "Long", "Short", "Strong Short")
+ACTIONABLE = LONG_SIGNALS + SHORT_SIGNALS
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from technic_v4.config import DataSourceName, build_model
+from technic_v4.domain.scoring.score import SIGNALS
+from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 
-SignalName = Literal["Strong Long", "Long", "Short", "Strong Short", "Avoid"]
+SignalName = Literal[SIGNALS]  # the names score.py gives
 _TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 
@@ -48,6 +50,16 @@ class ScanConfig(BaseModel):
     rating: Literal["tech", "learned"] = Field(
         "tech", description="tech: TechRating ranks and signals; learned: the newest walk-forward model trained before "
         "as_of (fit by `technic evaluate --rating learned`) fills LearnedRating and the signals, TechRating if none")
+    plan_rule: Literal[PLAN_RULES] = Field(  # type: ignore[valid-type]
+        DEFAULT_PLAN_RULE, description="Trade plans: atr (stop 2·ATR, target 3·ATR) or structure (swing stop with an "
+        "ATR floor/cap, next-resistance or 2R target); see docs/columns.md")
+    min_reward_risk: float = Field(DEFAULT_MIN_REWARD_RISK, gt=0, le=20,
+                                   description="PlanOK is true when a plan's RewardRisk is at least this")
+
+    @property
+    def plan_variant(self) -> str:
+        """What of this configuration changes a scored row besides its bars (part of the reuse fingerprint)."""
+        return f"{self.plan_rule}:{self.min_reward_risk:g}"
 
     @field_validator("watchlist", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
-"""The prescreen stage: the most liquid `max_symbols` (watchlist and index ETFs always in), the prescreen rules with
-counts per reason, then the bar schema's quarantine on what is kept."""
+"""The prescreen stage on the panel load_liquid_panel loaded (the most liquid `max_symbols`, watchlist and index ETFs
+always in: chosen once per scan, there): the prescreen rules with counts per reason, then the bar schema's quarantine
+on what is kept."""
 
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ def screen(panel: Panel, reference: pd.DataFrame, config: ScanConfig, state: Sca
     present = set(panel.symbols)
     unknown = sorted(s for s in config.watchlist if s not in present)
     protected = [s for s in config.watchlist if s in present]
-    panel = panel.take_columns(ps.most_liquid(panel, config.max_symbols, protected))
     result = ps.prescreen(panel, reference, rules_for(config), blacklist=state.blacklist, always_keep=tuple(protected))
     clean, quarantine = quarantine_panel(panel.select(result.kept))
     if duplicates:

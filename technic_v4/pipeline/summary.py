@@ -136,8 +136,7 @@ def _short_history(results, *, loaded: int, lookback: int) -> dict:
 
 @dataclass
 class ScanOutput:
-    """What the `scan` flow returns and `run_scan_output` hands back (also pickled by the warm scanner, so it lives
-    here, importable without Prefect)."""
+    """What the `scan` flow returns and `run_scan_output` hands back: plain data, importable without Prefect."""
 
     results: pd.DataFrame  # ranked rows after the run's `signals` filter
     message: str

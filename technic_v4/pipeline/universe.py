@@ -266,7 +266,7 @@ async def upkeep_details_for_scan(run, reference: pd.DataFrame, panel, splits: p
     from technic_v4.pipeline.prescreen import details_candidates
     from technic_v4.pipeline.screen import rules_for
 
-    liquidity = details_candidates(panel, rules_for(run.config), max_symbols=run.config.max_symbols,
+    liquidity = details_candidates(panel, rules_for(run.config), max_symbols=None,  # already the most liquid
                                    blacklist=blacklist, always_keep=tuple(run.config.watchlist))
     return await upkeep_details(
         run.store, run.source, reference, liquidity, setting=run.settings.details_per_scan, calls_so_far=calls_so_far,

@@ -43,6 +43,12 @@ class Bars:
     last_row: np.ndarray  # (N,) panel row of each symbol's last valid bar, -1 when it has none
     # Full series already computed on these bars, keyed by the indicator's canonical string (MACD/ATR% reuse them).
     cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # Calendar weeks (`week_ids`), None without dates: (T,) week of each panel row; (N,) True for the columns whose
+    # compacted rows ARE their panel rows (valid bars in one block ending on the last row: most symbols), whose bars'
+    # weeks are row_week itself; (T, n) compacted weeks of the other columns, in column order (NaN above their bars).
+    row_week: np.ndarray | None = field(default=None, compare=False, repr=False)
+    aligned: np.ndarray | None = field(default=None, compare=False, repr=False)
+    misaligned_week: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -58,10 +64,11 @@ class Bars:
 
     @classmethod
     def from_panel(cls, panel: Panel) -> Bars:
-        return cls.from_arrays(**{f: getattr(panel, f) for f in FIELDS})
+        return cls.from_arrays(**{f: getattr(panel, f) for f in FIELDS}, week=week_ids(panel.dates))
 
     @classmethod
-    def from_arrays(cls, open, high, low, close, volume) -> Bars:  # noqa: A002 - field names
+    def from_arrays(cls, open, high, low, close, volume, week=None) -> Bars:  # noqa: A002 - field names
+        """`week` (T,) optional calendar week per row (`week_ids`); the weekly indicators need it."""
         arrays = {"open": open, "high": high, "low": low, "close": close, "volume": volume}
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
         n_rows = arrays["close"].shape[0]
@@ -89,7 +96,35 @@ class Bars:
                     out[:, misaligned] = out.ravel()[source]
             compacted[name] = out
         last_row = np.where(n_valid > 0, n_rows - 1 - np.argmax(valid[::-1], axis=0), -1)
-        return cls(**compacted, n_valid=n_valid, last_row=last_row)
+        aligned = np.ones(valid.shape[1], dtype=bool)
+        aligned[misaligned] = False
+        row_week = misaligned_week = None
+        if week is not None:
+            row_week = np.asarray(week, dtype=np.float64)
+            misaligned_week = np.where(valid[:, misaligned], row_week[:, None], np.nan)
+            if source is not None:
+                misaligned_week = np.take_along_axis(misaligned_week, order, axis=0)
+        return cls(**compacted, n_valid=n_valid, last_row=last_row, row_week=row_week, aligned=aligned,
+                   misaligned_week=misaligned_week)
+
+    def week_of(self, cols: np.ndarray) -> np.ndarray:
+        """(T, len(cols)) calendar week of each compacted bar of these columns, NaN above their valid bars."""
+        if self.row_week is None:
+            raise ValueError("weekly indicators need the bars' dates: build Bars with Bars.from_panel (or week=...)")
+        cols = np.asarray(cols, dtype=np.int64)
+        out = np.where(np.isfinite(self.close[:, cols]), self.row_week[:, None], np.nan)
+        odd = ~self.aligned[cols]
+        if odd.any():
+            slot = np.cumsum(~self.aligned) - 1  # column -> its position among the misaligned ones
+            out[:, odd] = self.misaligned_week[:, slot[cols[odd]]]
+        return out
+
+
+def week_ids(dates: np.ndarray) -> np.ndarray:
+    """(T,) calendar week (Monday to Sunday) of each date, as an integer count of weeks since 1969-12-29: a week's
+    bars end on its Friday, or on its last session when the Friday is a holiday."""
+    days = np.asarray(dates, dtype="datetime64[D]").astype(np.int64)
+    return (days + 3) // 7  # 1970-01-01 was a Thursday: +3 makes Mondays start the weeks
 
 
 def check_int(owner: str, name: str, value, minimum: int, why: str) -> int:

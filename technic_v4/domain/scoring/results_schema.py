@@ -6,12 +6,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from technic_v4.domain.scoring.score import LONG_SIGNALS, RESULT_COLUMNS, SCORE_COLUMNS, SHORT_SIGNALS, SIGNALS
+from technic_v4.domain.scoring.columns import BOOL_COLUMNS, FLOAT_RESULT_COLUMNS, SCORE_COLUMNS
+from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS, SIGNALS
 from technic_v4.domain.scoring.score import SUBSCORE_BOUND, TECH_RATING_BOUND
 from technic_v4.domain.validation import CHECK_COLUMN, failure_report, finite_check
-
-FLOAT_RESULT_COLUMNS = [c for c in RESULT_COLUMNS if c not in ("Symbol", "Name", "Sector", "Industry", "AsOf",
-                                                                "Signal", "Regime", "MarketCapUnknown")]
 LONG_PLAN_CHECK, SHORT_PLAN_CHECK = "long_stop_lt_entry_lt_target", "short_target_lt_entry_lt_stop"
 
 
@@ -23,6 +21,15 @@ def _plan_ok(signals: tuple[str, ...], low: str, high: str, name: str) -> pa.Che
         return ~applies | ((df[low] < df["Entry"]) & (df["Entry"] < df[high]))  # NaN compares False
 
     return pa.Check(ok, name=name)
+
+
+def _integer_valued(name: str) -> pa.Check:
+    """Ranks and ratings are whole numbers stored as float (NaN = unknown), like every other numeric column."""
+    return pa.Check(lambda x: x.isna() | (x == np.round(x)), name=f"{name}_integer")
+
+
+def _bool_column() -> pa.Column:
+    return pa.Column(bool, pa.Check(lambda s: s.isin([True, False]), name="bool"))
 
 
 def _float_column(name: str) -> pa.Column:
@@ -37,8 +44,14 @@ def _float_column(name: str) -> pa.Column:
         checks.append(pa.Check.gt(0))
     elif name in ("Volume", "AvgVolume20", "DollarVolume20", "MarketCap", "vol_realized_20", "vol_spike_ratio"):
         checks.append(pa.Check.ge(0))
-    elif name == "RSI14":
+    elif name in ("RSI14", "RSI14_w"):
         checks.append(pa.Check.in_range(0.0, 100.0))
+    elif name in ("SMA10w", "SMA40w"):
+        checks.append(pa.Check.gt(0))
+    elif name == "RS_rating":
+        checks += [pa.Check.in_range(1.0, 99.0), _integer_valued(name)]
+    elif name in ("sector_rank", "rank_in_sector"):
+        checks += [pa.Check.ge(1.0), _integer_valued(name)]
     return pa.Column("float64", checks, nullable=True)  # NaN = not enough history, by design
 
 
@@ -50,9 +63,12 @@ ResultSchema = pa.DataFrameSchema(
         "AsOf": pa.Column(checks=pa.Check(pd.api.types.is_datetime64_dtype, element_wise=False,
                                           name="datetime64_dtype"), nullable=True),
         **{c: _float_column(c) for c in FLOAT_RESULT_COLUMNS},
-        # shares outstanding not fetched yet: MarketCap is NaN on exactly these rows
-        "MarketCapUnknown": pa.Column(bool, pa.Check(lambda s: s.isin([True, False]), name="bool")),
+        # MarketCapUnknown: shares outstanding not fetched yet (MarketCap is NaN on exactly these rows); pattern flags
+        # and trend-template criteria (False with too little history); PlanOK
+        **{c: _bool_column() for c in BOOL_COLUMNS},
+        "tt_count": pa.Column("int64", pa.Check.in_range(0, 8)),
         "Signal": pa.Column(str, pa.Check.isin(SIGNALS)),
+        "PlanRule": pa.Column(str),
         # NaN unless the learned rating ran (pipeline/learned_rating); added after scoring, so optional here
         "LearnedRating": pa.Column("float64", [finite_check()], nullable=True, required=False),
     },

@@ -28,10 +28,14 @@ TechRating = 3·Trend + 3·Momentum + 2·Volume + Volatility + Oscillator + Brea
   Factors multiply. The Signal thresholds below apply to the adjusted rating.
 Signal: Strong Long if TechRating >= 22 and Trend >= 2 and Momentum >= 1; else Long if TechRating >= 16 and Trend >= 1;
   Strong Short if TechRating <= -22 and Trend <= -2 and Momentum <= -1; else Short if TechRating <= -16 and Trend <= -1;
-  Avoid otherwise, and Avoid whenever a trade plan is impossible (NaN rating, ATR14 NaN or <= 0, a long's stop <= 0).
-Trade plan (Avoid rows: Entry/Stop/Target/RewardRisk all NaN): Entry = last close; longs Stop = Entry - m·ATR14,
-  Target = Entry + 3·ATR14; shorts mirrored; m = 2, or 2.5 in a HIGH_VOL regime (wider stops so ordinary noise of a
-  volatile market does not stop the trade out; the target stays at 3·ATR, so RewardRisk = 3 / m drops from 1.5 to 1.2).
+  Avoid otherwise, and Avoid whenever a trade plan is impossible (NaN rating, ATR14 NaN or <= 0, a long's stop <= 0,
+  a short's target <= 0).
+Trade plan (`plans`): Entry/Stop/Target/RewardRisk/PlanRule/PlanOK by the ATR rule (stop 2·ATR, 2.5·ATR in HIGH_VOL,
+  target 3·ATR) or the structure rule (swing low/high stop with an ATR floor and cap, next resistance or 2R target),
+  chosen by `plan_rule`; Avoid rows have NaN prices.
+Pattern flags (`indicators.patterns`), weekly columns (`indicators.weekly`) and the long returns come from the
+  catalogue; the relative-strength columns, tt_8, tt_count and trend_template are cross-sectional: NaN/False here,
+  filled by `relative_strength.add_relative_strength` on the joined table.
 RiskScore in [0, 10], higher = riskier, absolute (chunk-independent):
   10·(0.30·clip(vol_realized_20 / 80 %) + 0.25·clip(ATR14_pct / 8 %) + 0.20·clip(log10($100M / DollarVolume20) / 3)
       + 0.15·clip(-pct_from_52w_high / 50 %) + 0.10·clip(|gap_mean_10| / 1 %)), each clip to [0, 1].
@@ -48,24 +52,22 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.domain.indicators import compute_latest
+from technic_v4.domain.indicators.patterns import pattern_flags
+from technic_v4.domain.indicators.weekly import WEEKLY_COLUMNS
 from technic_v4.domain.regime import TRENDING_DOWN, TRENDING_UP, Regime
 from technic_v4.domain.panel import Panel
+from technic_v4.domain.scoring.columns import (  # noqa: F401 - re-exported: the column lists' one home is `columns`
+    INDICATOR_COLUMNS, LONG_RETURN_COLUMNS, PLAN_COLUMNS, RESULT_COLUMNS, RS_COLUMNS, SCORE_COLUMNS,
+    TREND_TEMPLATE_COLUMNS,
+)
+from technic_v4.domain.scoring.plan_rules import ATR_RULE, DEFAULT_MIN_REWARD_RISK
+from technic_v4.domain.scoring.plans import STOP_ATR, STOP_ATR_HIGH_VOL, TARGET_ATR, plan_levels  # noqa: F401
+from technic_v4.domain.scoring.relative_strength import trend_template
 
 STRONG_LONG, LONG, SHORT, STRONG_SHORT, AVOID = "Strong Long", "Long", "Short", "Strong Short", "Avoid"
 SIGNALS = (STRONG_LONG, LONG, SHORT, STRONG_SHORT, AVOID)
 LONG_SIGNALS, SHORT_SIGNALS = (STRONG_LONG, LONG), (SHORT, STRONG_SHORT)
 
-INDICATOR_COLUMNS = [
-    "ret_1d", "ret_5d", "ret_21d", "ret_63d", "RSI14", "ATR14", "ATR14_pct", "SMA20", "SMA50", "SMA200", "EMA20",
-    "MACD", "MACD_signal", "MACD_hist", "pct_from_high20", "pct_from_52w_high", "vol_realized_20", "vol_spike_ratio",
-    "gap_mean_10",
-]  # fmt: skip
-SCORE_COLUMNS = ["TrendScore", "MomentumScore", "VolumeScore", "VolatilityScore", "OscillatorScore", "BreakoutScore"]
-RESULT_COLUMNS = [
-    "Symbol", "Name", "Sector", "Industry", "AsOf", "Close", "Volume", "AvgVolume20", "DollarVolume20", "MarketCap",
-    "MarketCapUnknown", *INDICATOR_COLUMNS, *SCORE_COLUMNS, "TechRating", "RiskScore", "Signal", "Entry", "Stop", "Target", "RewardRisk",
-    "Regime",
-]  # fmt: skip
 TECH_WEIGHTS = {"TrendScore": 3, "MomentumScore": 3, "VolumeScore": 2, "VolatilityScore": 1, "OscillatorScore": 1,
                 "BreakoutScore": 1}  # fmt: skip
 SUBSCORE_BOUND = 3.0
@@ -74,7 +76,6 @@ TECH_RATING_BOUND = SUBSCORE_BOUND * sum(TECH_WEIGHTS.values())  # 33
 STRONG_RATING, RATING = 22.0, 16.0
 STRONG_TREND, TREND, STRONG_MOMENTUM = 2.0, 1.0, 1.0
 HIGH_VOL_FACTOR, COUNTER_TREND_FACTOR = 0.85, 0.9
-STOP_ATR, STOP_ATR_HIGH_VOL, TARGET_ATR = 2.0, 2.5, 3.0
 UNKNOWN = "Unknown"
 
 _VOL_QUALITY_ATR = [0.0, 0.01, 0.03, 0.05, 0.08, 0.12]
@@ -171,18 +172,12 @@ def classify_signal(rating: np.ndarray, trend: np.ndarray, momentum: np.ndarray)
     return np.select(conditions, [STRONG_LONG, LONG, STRONG_SHORT, SHORT], default=AVOID).astype(object)
 
 
-def trade_plan(signal: np.ndarray, close: np.ndarray, atr: np.ndarray, regime: Regime):
-    """(signal, entry, stop, target, reward_risk); signals without a valid plan are downgraded to Avoid."""
-    stop_atr = STOP_ATR_HIGH_VOL if regime.high_vol else STOP_ATR
+def trade_plan(signal: np.ndarray, v: dict, regime: Regime, rule: str = ATR_RULE,
+               min_reward_risk: float = DEFAULT_MIN_REWARD_RISK) -> tuple[np.ndarray, dict]:
+    """(signal, PLAN_COLUMNS) by `rule` (see `plans`); signals without a possible plan are downgraded to Avoid."""
     direction = np.where(np.isin(signal, LONG_SIGNALS), 1.0, np.where(np.isin(signal, SHORT_SIGNALS), -1.0, np.nan))
-    entry = np.where(np.isfinite(direction), close, np.nan)
-    stop = entry - direction * stop_atr * atr
-    target = entry + direction * TARGET_ATR * atr
-    no_plan = ~(atr > 0) | ~np.isfinite(entry) | ~(stop > 0)
-    signal = np.where(no_plan, AVOID, signal).astype(object)
-    entry, stop, target = (np.where(no_plan, np.nan, a) for a in (entry, stop, target))
-    reward_risk = np.where(no_plan, np.nan, TARGET_ATR / stop_atr)
-    return signal, entry, stop, target, reward_risk
+    no_plan, plan = plan_levels(direction, v, regime, rule, min_reward_risk)
+    return np.where(no_plan & np.isfinite(direction), AVOID, signal).astype(object), plan
 
 
 def risk_score(v: dict) -> np.ndarray:
@@ -219,29 +214,38 @@ def _reference_columns(symbols: np.ndarray, reference: pd.DataFrame, close: np.n
     return out
 
 
-def score_panel(panel: Panel, reference: pd.DataFrame, regime: Regime) -> pd.DataFrame:
+def per_symbol_extras(values: dict) -> dict[str, np.ndarray]:
+    """Pattern flags, tt_1..tt_7 and tt_count of the per-symbol criteria (tt_8 and trend_template: False until the
+    cross-sectional step), from the catalogue values."""
+    flags = pattern_flags(values)
+    n = len(values["Close"])
+    return flags | trend_template(flags, np.full(n, np.nan))
+
+
+def score_panel(panel: Panel, reference: pd.DataFrame, regime: Regime, plan_rule: str = ATR_RULE,
+                min_reward_risk: float = DEFAULT_MIN_REWARD_RISK) -> pd.DataFrame:
     """RESULT_COLUMNS for every symbol of `panel` on its last bar, best TechRating first (see the module docstring)."""
     values = compute_latest(panel)
     scores = sub_scores(values)
     rating = tech_rating(scores, regime)
     signal = classify_signal(rating, scores["TrendScore"], scores["MomentumScore"])
-    signal, entry, stop, target, reward_risk = trade_plan(signal, values["Close"], values["ATR14"], regime)
+    signal, plan = trade_plan(signal, values, regime, plan_rule, min_reward_risk)
     last_row = values["last_row"]
     as_of = np.where(last_row >= 0, panel.dates[np.maximum(last_row, 0)], np.datetime64("NaT"))
     columns = {
         "Symbol": np.asarray(panel.symbols, dtype=object),
         **_reference_columns(np.asarray(panel.symbols, dtype=object), reference, values["Close"]),
         "AsOf": as_of.astype("datetime64[ns]"),
-        **{k: values[k] for k in ("Close", "Volume", "AvgVolume20", "DollarVolume20", *INDICATOR_COLUMNS)},
+        **{k: values[k] for k in ("Close", "Volume", "AvgVolume20", "DollarVolume20", *INDICATOR_COLUMNS,
+                                  *LONG_RETURN_COLUMNS, *WEEKLY_COLUMNS)},
         **scores,
         "TechRating": rating,
         "RiskScore": risk_score(values),
         "Signal": signal,
-        "Entry": entry,
-        "Stop": stop,
-        "Target": target,
-        "RewardRisk": reward_risk,
+        **plan,
         "Regime": np.full(len(panel.symbols), regime.label, dtype=object),
+        **per_symbol_extras(values),
+        **{k: np.full(len(panel.symbols), np.nan) for k in RS_COLUMNS},
     }
     frame = pd.DataFrame({k: columns[k] for k in RESULT_COLUMNS})
     frame = frame.sort_values(["TechRating", "Symbol"], ascending=[False, True], na_position="last", kind="stable")

@@ -15,10 +15,16 @@ import pandas as pd
 from technic_v4.domain.bar_quality import quarantine_panel
 from technic_v4.domain.panel import Panel
 from technic_v4.domain.regime import HIGH_VOL_SUFFIX, TRENDS, Regime
+from technic_v4.domain.indicators.patterns import FLAG_COLUMNS, TREND_TEMPLATE_PER_SYMBOL
+from technic_v4.domain.market_proxy import market_proxy
+from technic_v4.domain.scoring.columns import LONG_RETURN_COLUMNS
 from technic_v4.domain.scoring.history import score_cells
 from technic_v4.domain.scoring.learned import raw_feature_frame
-from technic_v4.domain.scoring.score import LONG_SIGNALS, SHORT_SIGNALS, SIGNALS
+from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE
+from technic_v4.domain.scoring.relative_strength import UNKNOWN_SECTOR, market_return, relative_strength, trend_template
+from technic_v4.domain.scoring.score import LONG_SIGNALS, SCORE_COLUMNS, SHORT_SIGNALS, SIGNALS
 from technic_v4.pipeline.evaluation.config import EvalConfig
+from technic_v4.pipeline.evaluation.factors import FACTORS
 from technic_v4.pipeline.evaluation.forward import forward_returns, plan_first_sessions
 from technic_v4.pipeline.evaluation.universe import asof_factors, daily_regimes, kept_mask
 from technic_v4.errors import ConfigError
@@ -38,7 +44,9 @@ class PanelJob:
     regimes: dict[int, Regime]
     window: int
     horizons: tuple[int, ...]
-    features: bool = False  # add the learned rating's raw features (float32 columns FEATURE_PREFIX + name)
+    plan_rule: str = DEFAULT_PLAN_RULE
+    min_reward_risk: float = DEFAULT_MIN_REWARD_RISK
+    features: bool = False  # add the learned rating's raw features (float16 columns FEATURE_PREFIX + name)
 
 
 @dataclass
@@ -47,6 +55,7 @@ class Prepared:
     prescreen: dict[str, int]
     quarantine: pd.DataFrame
     universe_per_day: np.ndarray = field(default_factory=lambda: np.array([], int))
+    market_close: np.ndarray = field(default_factory=lambda: np.array([], float))  # (T,) market proxy of the panel
 
 
 def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, evaluated: list,
@@ -60,17 +69,19 @@ def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, 
     clean, quarantine = quarantine_panel(panel.take_columns(used))
     job = PanelJob(panel=clean, keep=np.ascontiguousarray(keep[:, used]), factor=np.ascontiguousarray(factor[:, used]),
                    rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons,
+                   plan_rule=config.plan_rule, min_reward_risk=config.min_reward_risk,
                    features=config.rating == "learned")
-    return Prepared(job=job, prescreen=counts, quarantine=quarantine, universe_per_day=keep.sum(axis=1))
+    return Prepared(job=job, prescreen=counts, quarantine=quarantine, universe_per_day=keep.sum(axis=1),
+                    market_close=market_proxy(panel).close)
 
 
 def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, dict]:
-    """Rows (Date, Symbol, Close, TechRating, Signal, Regime, Entry, Stop, Target, fwd_ret_{h}d, first plan sessions)
-    for the kept cells of `columns`, plus counts of NaN forward returns per horizon."""
+    """Rows (Date, Symbol, Close, TechRating, the sub-scores, the textbook factors, Signal, Regime, Entry, Stop,
+    Target, fwd_ret_{h}d, first plan sessions) for the kept cells of `columns`, plus counts of NaN forward returns."""
     panel = job.panel.take_columns(columns)
     day_idx, col = np.nonzero(job.keep[:, columns])
     rows = job.rows[day_idx]
-    s = score_cells(panel, rows, col, job.regimes, job.window)
+    s = score_cells(panel, rows, col, job.regimes, job.window, job.plan_rule, job.min_reward_risk, extra=FACTORS)
     fwd, missing = forward_returns(panel.close, rows, col, s["last_row"], job.horizons)
     direction = np.where(np.isin(s["Signal"], LONG_SIGNALS), 1.0, np.where(np.isin(s["Signal"], SHORT_SIGNALS), -1.0, np.nan))
     first_target, first_stop, both = plan_first_sessions(panel.high, panel.low, rows, col, direction, s["Stop"],
@@ -81,11 +92,18 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
         "Symbol": pd.Categorical.from_codes(columns[col], categories=job.panel.symbols),  # same categories everywhere
         "Close": s["Close"] / factor,
         "TechRating": s["TechRating"],
+        **{k: s[k].astype(np.float32) for k in (*SCORE_COLUMNS, *FACTORS)},  # attribution only: 7 digits suffice
         "Signal": pd.Categorical(s["Signal"], categories=SIGNALS),
         "Regime": pd.Categorical(s["Regime"], categories=REGIME_LABELS),
         "Entry": s["Entry"] / factor,
         "Stop": s["Stop"] / factor,
         "Target": s["Target"] / factor,
+        "RewardRisk": s["RewardRisk"],
+        "PlanRule": pd.Categorical(s["PlanRule"]),
+        "PlanOK": s["PlanOK"],
+        **{k: s[k] for k in (*FLAG_COLUMNS, *TREND_TEMPLATE_PER_SYMBOL, "ret_63d", *LONG_RETURN_COLUMNS, "RSI14_w")},
+        "SMA10w": s["SMA10w"] / factor,
+        "SMA40w": s["SMA40w"] / factor,
         **fwd,
         "plan_target_session": first_target,
         "plan_stop_session": first_stop,
@@ -115,12 +133,14 @@ def column_chunks(n_symbols: int, chunk_symbols: int, multiple_of: int = 1) -> l
 
 def finish(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """One frame, sorted by Date, then TechRating (best first, NaN last), then Symbol. Strings are categoricals
-    with the same categories in every chunk, so the concatenation stays categorical (millions of rows)."""
-    frames = [f for f in frames if len(f)]
+    with the same categories in every chunk, so the concatenation stays categorical (millions of rows). Empties
+    `frames` once concatenated, so the chunks are freed before the sorted copy is made (one copy fewer at peak)."""
+    frames[:] = [f for f in frames if len(f)]
     if not frames:
         raise ConfigError("no (session, symbol) was kept by the prescreen on any evaluated day: "
                           "widen the date range or loosen max_symbols / the floors")
     out = pd.concat(frames, ignore_index=True)
+    frames.clear()
     order = np.lexsort((out["Symbol"].cat.codes.to_numpy(), -out["TechRating"].to_numpy(), out["Date"].to_numpy()))
     return out.take(order).reset_index(drop=True)
 
@@ -135,7 +155,22 @@ def evaluate_panel(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame |
     info = merge_chunk_infos([o[1] for o in outs])
     info.update(prescreen=prepared.prescreen, quarantined_bars=int(len(prepared.quarantine)),
                 universe_per_day=prepared.universe_per_day.tolist())
-    return finish([o[0] for o in outs]), info
+    return add_cross_sectional(finish([o[0] for o in outs]), prepared, reference), info
+
+
+def add_cross_sectional(scores: pd.DataFrame, prepared: Prepared, reference: pd.DataFrame) -> pd.DataFrame:
+    """Each session's relative strength, sector ranks and full trend template across that session's rows, as the
+    scan computes them across its joined table (`relative_strength`); the market is the loaded panel's proxy."""
+    sectors = reference.drop_duplicates("symbol").set_index("symbol")["sector"] if "sector" in reference else None
+    categories = scores["Symbol"].cat.categories
+    by_symbol = (sectors.reindex(categories) if sectors is not None else pd.Series(index=categories, dtype=object))
+    by_symbol = by_symbol.where(by_symbol.notna() & (by_symbol != ""), UNKNOWN_SECTOR).to_numpy(dtype=object)
+    sector = by_symbol[scores["Symbol"].cat.codes.to_numpy()]
+    day_rows = np.searchsorted(prepared.job.panel.dates, scores["Date"].to_numpy().astype("datetime64[D]"))
+    market = market_return(prepared.market_close, day_rows)
+    rs = relative_strength(scores, sector, day_rows, market)
+    tt = trend_template(scores, rs["RS_rating"])
+    return scores.assign(**rs, **tt, Sector=pd.Categorical(sector))
 
 
 def describe(scores: pd.DataFrame, reference: pd.DataFrame, prepared: Prepared, info: dict, evaluated: list) -> dict:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from technic_v4.calendar import last_completed_session, previous_trading_days, trading_days
 from technic_v4.config import DataSourceName, build_model
 from technic_v4.domain.indicators import required_history
+from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 from technic_v4.errors import ConfigError
 from technic_v4.pipeline.prescreen import PrescreenRules
 
@@ -23,7 +24,7 @@ class EvalConfig(BaseModel):
     start: dt.date | None = Field(None, description="First session evaluated (default: `sessions` before end)")
     end: dt.date | None = Field(None, description="Last session evaluated (default: last completed session)")
     sessions: int = Field(250, ge=2, le=5000, description="Sessions evaluated when start is not given")
-    horizons: tuple[int, ...] = Field((1, 5, 21), description="Forward-return horizons in sessions")
+    horizons: tuple[int, ...] = Field((1, 5, 21, 63), description="Forward-return horizons in sessions (IC decay)")
     max_symbols: int = Field(6000, ge=1, le=200_000, description="Most liquid N symbols per day, as the scan's")
     lookback_days: int = Field(300, ge=30, le=2520, description="Each day's scan window in sessions, as the scan's")
     min_market_cap: float = Field(500e6, ge=0)
@@ -37,6 +38,9 @@ class EvalConfig(BaseModel):
     chunk_symbols: int = Field(1000, ge=10, description="Symbols per scoring task (bounds each task's memory)")
     shuffle_seed: int = Field(0, description="Seed of the shuffled-rating control")
     on_missing_day: Literal["skip", "fail"] = Field("skip")
+    plan_rule: Literal[PLAN_RULES] = Field(  # type: ignore[valid-type]
+        DEFAULT_PLAN_RULE, description="Trade-plan rule whose outcomes are measured (as ScanConfig.plan_rule)")
+    min_reward_risk: float = Field(DEFAULT_MIN_REWARD_RISK, gt=0, le=20, description="As ScanConfig.min_reward_risk")
     rating: Literal["tech", "learned"] = Field(
         "tech", description="learned: also fit the learned rating walk-forward (monthly refits, persisted under "
         "data_dir/models) and report its out-of-sample statistics beside TechRating's")

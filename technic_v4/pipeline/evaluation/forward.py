@@ -6,7 +6,9 @@ sessions later (halted, delisted) or the history ends before then; the two are c
 
 Trade plan (Target before Stop): the first session k = 1..H after d whose high reaches the target (a long's; a short's
 low) or whose low reaches the stop. A session that touches both counts as Stop first: daily bars cannot tell the order,
-so the conservative reading is taken (and counted as `both_same_session`).
+so the conservative reading is taken (and counted as `both_same_session`). The plan is decided by that first session:
+a cell records the session of its first event only (the other stays NEVER, or equals it on a tie), so tracking
+stops there, which keeps a 63-session horizon cheap.
 """
 
 from __future__ import annotations
@@ -38,31 +40,44 @@ def forward_returns(close: np.ndarray, rows: np.ndarray, cols: np.ndarray, entry
 
 def plan_first_sessions(high: np.ndarray, low: np.ndarray, rows: np.ndarray, cols: np.ndarray, direction: np.ndarray,
                         stop: np.ndarray, target: np.ndarray, max_h: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(first session hitting the target, first hitting the stop, cells touching both first on the same session).
+    """(session the target was reached, session the stop was reached, cells touching both on that session), each
+    up to the plan's first event: at most one is set unless both happened on the same session.
 
-    Sessions count from 1; NEVER (0) = not within `max_h` sessions. `direction` is +1 long, -1 short, NaN no plan.
+    Sessions count from 1; NEVER (0) = not (yet) within `max_h` sessions. `direction` is +1 long, -1 short, NaN no plan.
     """
-    n_rows = high.shape[0]
+    n_rows, n_cols = high.shape
     first_target = np.zeros(len(rows), dtype=np.int16)
     first_stop = np.zeros(len(rows), dtype=np.int16)
-    plan = np.isfinite(direction)
-    long_ = direction > 0
-    for k in range(1, max_h + 1):
-        r = rows + k
-        inside = plan & (r < n_rows)
-        r = np.minimum(r, n_rows - 1)
-        hi, lo = high[r, cols], low[r, cols]
-        with np.errstate(invalid="ignore"):
-            hit_target = inside & np.where(long_, hi >= target, lo <= target)
-            hit_stop = inside & np.where(long_, lo <= stop, hi >= stop)
-        first_target[(first_target == NEVER) & hit_target] = k
-        first_stop[(first_stop == NEVER) & hit_stop] = k
+    high_flat, low_flat = high.ravel(), low.ravel()
+    for side in (1.0, -1.0):  # longs: target above (reached by a high), stop below (by a low); shorts mirrored
+        reach_target, reach_stop = (high_flat, low_flat) if side > 0 else (low_flat, high_flat)
+        active = np.flatnonzero(direction == side)  # cells whose plan is still open (neither target nor stop yet)
+        for k in range(1, max_h + 1):
+            active = active[(first_target[active] == NEVER) & (first_stop[active] == NEVER) & (rows[active] + k < n_rows)]
+            if not active.size:
+                break
+            cell = (rows[active] + k) * n_cols + cols[active]
+            with np.errstate(invalid="ignore"):
+                if side > 0:
+                    hit_target, hit_stop = reach_target[cell] >= target[active], reach_stop[cell] <= stop[active]
+                else:
+                    hit_target, hit_stop = reach_target[cell] <= target[active], reach_stop[cell] >= stop[active]
+            first_target[active[hit_target]] = k
+            first_stop[active[hit_stop]] = k
     both = int(((first_target == first_stop) & (first_target != NEVER)).sum())
     return first_target, first_stop, both
 
 
-def plan_outcome(first_target: np.ndarray, first_stop: np.ndarray, h: int) -> np.ndarray:
-    """Per cell "target", "stop" or "neither" within h sessions (a tie goes to the stop)."""
+PLAN_OUTCOMES = ("target", "stop", "neither")
+
+
+def plan_outcome_codes(first_target: np.ndarray, first_stop: np.ndarray, h: int) -> np.ndarray:
+    """Per cell the index in PLAN_OUTCOMES within h sessions (a tie goes to the stop)."""
     t = np.where(first_target == NEVER, h + 1, first_target)
     s = np.where(first_stop == NEVER, h + 1, first_stop)
-    return np.select([(s <= h) & (s <= t), (t <= h) & (t < s)], ["stop", "target"], default="neither").astype(object)
+    return np.where((s <= h) & (s <= t), 1, np.where((t <= h) & (t < s), 0, 2))
+
+
+def plan_outcome(first_target: np.ndarray, first_stop: np.ndarray, h: int) -> np.ndarray:
+    """Per cell "target", "stop" or "neither" within h sessions (a tie goes to the stop)."""
+    return np.array(PLAN_OUTCOMES, dtype=object)[plan_outcome_codes(first_target, first_stop, h)]

@@ -30,7 +30,7 @@ from technic_v4.domain.scoring.learned import (DEFAULT_HORIZON, FEATURE_PREFIX, 
                                                REGIME_FEATURES, LearnedModel, classify_learned, day_percentile_ranks,
                                                feature_matrix, model_columns, signal_cutoffs)
 from technic_v4.domain.scoring.score import AVOID
-from technic_v4.pipeline.evaluation.stats import daily_rank_ic, ic_stats, within_day_ranks
+from technic_v4.pipeline.evaluation.rank_ic import RankIC
 
 
 @dataclass(frozen=True)
@@ -129,13 +129,12 @@ def _fit_lgbm(X: np.ndarray, y: np.ndarray, spec: WalkForward) -> tuple[LearnedM
 FITTERS = {"ridge": _fit_ridge, "lgbm": _fit_lgbm}
 
 
-def daily_ic(pred: np.ndarray, target: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sessions, rank IC of `pred` vs `target` on each) over the rows given (NaN-free rows only)."""
-    ok = np.isfinite(pred) & np.isfinite(target)
-    sessions, d = np.unique(day[ok], return_inverse=True)
-    if not ok.any():
-        return sessions, np.array([])
-    return sessions, daily_rank_ic(d, within_day_ranks(d, pred[ok]), within_day_ranks(d, target[ok])).to_numpy()
+def daily_ic(pred: np.ndarray, target: np.ndarray, day: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sessions, rank IC of `pred` vs `target` on each) over the rows given: the evaluation's own rank IC."""
+    rows = pd.DataFrame({"Date": day, f"fwd_ret_{horizon}d": target})
+    _, detail = RankIC(rows, (horizon,)).column(pred, detail=True)[horizon]
+    ic = detail["ic_series"]
+    return ic.index.to_numpy(dtype=np.int64), ic.to_numpy(dtype=np.float64)
 
 
 def refit_sessions(sessions: np.ndarray, horizon: int, spec: WalkForward) -> list[int]:
@@ -189,7 +188,7 @@ def walk_forward(X: np.ndarray, day: np.ndarray, sessions: np.ndarray, target: n
         for kind, model in models.items():
             if len(scored):
                 preds[kind][scored] = model.predict(np.ascontiguousarray(X[scored][:, model_columns(model.features)]))
-                sessions_ic, ic = daily_ic(preds[kind][scored], target[scored], day[scored])
+                sessions_ic, ic = daily_ic(preds[kind][scored], target[scored], day[scored], horizon)
                 ic_by_day[kind][sessions_ic] = ic  # used only by refits after these labels close
         preds["learned"][scored] = preds[chosen][scored]
         signals[scored] = classify_learned(day_percentile_ranks(preds[chosen][scored], day[scored]),
@@ -204,12 +203,8 @@ def walk_forward(X: np.ndarray, day: np.ndarray, sessions: np.ndarray, target: n
 
 def oos_ic(frame_day: np.ndarray, pred: np.ndarray, fwd: np.ndarray, horizon: int) -> dict:
     """Daily rank IC stats (mean, std, ICIR, Newey-West t, days) of `pred` vs the forward return, rows with both."""
-    ok = np.isfinite(pred) & np.isfinite(fwd)
-    if not ok.any():
-        return ic_stats(pd.Series(dtype=float), max(horizon - 1, 0))
-    _, d = np.unique(frame_day[ok], return_inverse=True)
-    ic = daily_rank_ic(d, within_day_ranks(d, pred[ok]), within_day_ranks(d, fwd[ok]))
-    return ic_stats(ic, max(horizon - 1, 0))
+    rows = pd.DataFrame({"Date": frame_day, f"fwd_ret_{horizon}d": fwd})
+    return RankIC(rows, (horizon,)).column(pred)[horizon][0]["ic"]
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """The learned rating inside an evaluation: fit walk-forward, persist every fit, and its out-of-sample statistics.
 
 The comparison is made on the learned rating's out-of-sample rows only (sessions a model scored, forward return
-known): the learned rating, each model kind alone (ridge, LightGBM), TechRating and the shuffled control on the very
-same (session, symbol) rows, so no row is compared on different days. IC statistics are stats.ic_stats' (daily
-Spearman rank IC, ICIR, Newey-West t with h - 1 lags).
+known): the learned rating, each model kind alone (ridge, LightGBM), TechRating, the sub-scores, the textbook factors
+and the shuffled control on the very same (session, symbol) rows, so no score is compared on different days. The
+statistics are rank_ic's (the evaluation's one function: daily Spearman rank IC, ICIR, Newey-West t with h - 1 lags).
 """
 
 from __future__ import annotations
@@ -19,48 +19,40 @@ import pandas as pd
 from technic_v4.calendar import trading_days
 from technic_v4.domain.scoring.score import SIGNALS
 from technic_v4.pipeline.evaluation.learned import LearnedRun, WalkForward, prediction_columns, run_learned
-from technic_v4.pipeline.evaluation.stats import T_DISTINGUISHABLE, daily_rank_ic, ic_stats, newey_west_t
-from technic_v4.pipeline.evaluation.stats import shuffled_ranks, within_day_ranks
+from technic_v4.pipeline.evaluation.factors import attributed_columns
+from technic_v4.pipeline.evaluation.rank_ic import T_DISTINGUISHABLE, RankIC, newey_west_t
 from technic_v4.pipeline.learned_models import models_root, save_fit
-
-COMPARED = ("LearnedRating", "ridge", "lgbm", "TechRating")
 
 
 def next_session(day: dt.date) -> dt.date:
     return trading_days(day + dt.timedelta(days=1), day + dt.timedelta(days=10))[0]
 
 
-def _daily_ic(day: np.ndarray, values: np.ndarray, ret_rank: np.ndarray) -> pd.Series:
-    return daily_rank_ic(day, within_day_ranks(day, values), ret_rank)
-
-
 def horizon_table(scores: pd.DataFrame, h: int, seed: int) -> dict:
-    """IC statistics of the learned rating, each kind, TechRating and the control on horizon h's OOS rows."""
+    """IC statistics on horizon h's OOS rows (learned prediction and return both known) of the learned rating, each
+    kind, TechRating, every sub-score and textbook factor the rows carry, and the shuffled control: rank_ic's."""
     cols = prediction_columns(h)
-    r = scores[f"fwd_ret_{h}d"].to_numpy(np.float64)
-    learned = scores[cols["learned"]].to_numpy(np.float64)
-    ok = np.isfinite(r) & np.isfinite(learned) & np.isfinite(scores["TechRating"].to_numpy())
-    lags = max(h - 1, 0)
+    ok = (np.isfinite(scores[f"fwd_ret_{h}d"].to_numpy(np.float64)) & scores[cols["learned"]].notna().to_numpy()
+          & scores["TechRating"].notna().to_numpy())
     if not ok.any():
         return {"horizon": h, "rows": 0, "days": 0, "table": {}}
-    dates, day = np.unique(scores["Date"].to_numpy()[ok], return_inverse=True)
-    ret_rank = within_day_ranks(day, r[ok])
-    series = {
-        "LearnedRating": _daily_ic(day, learned[ok], ret_rank),
-        "ridge": _daily_ic(day, scores[cols["ridge"]].to_numpy(np.float64)[ok], ret_rank),
-        "lgbm": _daily_ic(day, scores[cols["lgbm"]].to_numpy(np.float64)[ok], ret_rank),
-        "TechRating": _daily_ic(day, scores["TechRating"].to_numpy(np.float64)[ok], ret_rank),
-        "control": daily_rank_ic(day, shuffled_ranks(day, seed + h), ret_rank),
-    }
-    table = {}
-    for name, ic in series.items():
-        row = ic_stats(ic, lags)
-        if name != "control":
-            diff = (ic - series["control"]).dropna().to_numpy()
-            row["minus_control_t"] = newey_west_t(diff, lags)
-            if name != "TechRating":
-                row["minus_tech_t"] = newey_west_t((ic - series["TechRating"]).dropna().to_numpy(), lags)
-        table[name] = row
+    rows = scores.loc[ok, ["Date", f"fwd_ret_{h}d"]]
+    named = {"LearnedRating": cols["learned"], "ridge": cols["ridge"], "lgbm": cols["lgbm"], "TechRating": "TechRating",
+             **{c: c for c in attributed_columns(scores.columns) if c not in ("TechRating", "LearnedRating")}}
+    ric = RankIC(rows, (h,), seed)
+    series, table, control = {}, {}, None
+    for name, column in named.items():
+        stats, detail = ric.column(scores.loc[ok, column].to_numpy(np.float64), detail=True)[h]
+        series[name] = detail["ic_series"]
+        table[name] = stats["ic"] | {"minus_control_t": stats["ic_minus_control"]["t"]}
+        control = control or stats["control_ic"]
+    lags = max(h - 1, 0)
+    for name in named:
+        if name != "TechRating":
+            diff = (series[name] - series["TechRating"]).dropna().to_numpy()
+            table[name]["minus_tech_t"] = newey_west_t(diff, lags)
+    table["control"] = control
+    dates = np.unique(rows["Date"].to_numpy())
     return {"horizon": h, "rows": int(ok.sum()), "days": int(len(dates)), "first": str(dates[0])[:10],
             "last": str(dates[-1])[:10], "table": table}
 

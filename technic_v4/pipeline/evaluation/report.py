@@ -17,6 +17,10 @@ def _fmt(v, pct: bool = False) -> str:
     return f"{v:+.2%}" if pct else (f"{v:,}" if isinstance(v, int) else f"{v:+.4f}")
 
 
+def _t(v) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:+.2f}"
+
+
 def _table(frame: pd.DataFrame) -> str:
     shown = frame.copy()
     for col in ("mean", "median", "mean_excess"):
@@ -30,7 +34,7 @@ def render_markdown(summary: dict, meta: dict) -> str:
     parts = [f"# Walk-forward evaluation {meta['start']} .. {meta['end']}" + (" (SIMULATED)" if meta["simulated"] else "")]
     if meta["simulated"]:
         parts.append(f"> **{SIM_BANNER}** — these statistics say how TechRating behaves on the simulated market only.")
-    parts.append("## Verdict\n" + "\n".join(f"- {v}" for v in summary["verdicts"]))
+    parts.append("## Verdict\n" + "\n".join(f"- {v}" for v in summary["verdicts"] + summary["attribution_verdicts"]))
     parts.append(f"**Rating:** {meta.get('rating', 'tech')}" + ("" if "learned" in summary else
                  " (TechRating; `--rating learned` adds the walk-forward learned rating)"))
     if "learned" in summary:
@@ -43,6 +47,7 @@ def render_markdown(summary: dict, meta: dict) -> str:
         f"**Forward returns without a bar h sessions later** (NaN, left out of the statistics): "
         + ", ".join(f"{h}d: {c['no_bar']} no bar, {c['beyond_data']} past the data" for h, c in meta["missing"].items())
     )
+    parts.append(attribution_markdown(summary["attribution"]))
     for h, s in summary["horizons"].items():
         ic, ctl, d, sp = s["ic"], s["control_ic"], s["ic_minus_control"], s["spread"]
         parts.append(f"## {h}-session forward returns ({s['rows']:,} rows, {s['days']} days)")
@@ -59,9 +64,15 @@ def render_markdown(summary: dict, meta: dict) -> str:
         plans = s["plans"]
         parts.append(
             "### Trade plans: Target before Stop within the horizon (daily highs/lows; a session touching both = Stop)\n"
-            "| book | rows | target first | stop first | neither |\n|---|---|---|---|---|\n"
-            + "\n".join(f"| {side} | {p['rows']:,} | {p['target']:.1%} | {p['stop']:.1%} | {p['neither']:.1%} |"
+            "| book | plan rule | rows | target first | stop first | neither | median RewardRisk | mean result | "
+            "mean result (R) |\n|---|---|---|---|---|---|---|---|---|\n"
+            + "\n".join(f"| {side} | {p.get('rule', '')} | {p['rows']:,} | {p['target']:.1%} | {p['stop']:.1%} | "
+                        f"{p['neither']:.1%} | {_fmt(p.get('median_reward_risk', math.nan))} | "
+                        f"{_fmt(p.get('mean_result', math.nan), pct=True)} | {_fmt(p.get('mean_r', math.nan))} |"
                         for side, p in plans.items() if p["rows"])
+            + "\n\nMean result: the Target's distance from Entry when it came first, minus the Stop's when it did, else "
+            "the position marked to the horizon's close; as a fraction of Entry, and in R (the plan's own risk "
+            "|Entry - Stop|)."
         )
     t = summary["turnover"]
     parts.append(
@@ -73,6 +84,59 @@ def render_markdown(summary: dict, meta: dict) -> str:
     parts.append("## Metrics (measured)\n| metric | value |\n|---|---|\n"
                  + "\n".join(f"| {k} | {v} |" for k, v in m.items()))
     return "\n\n".join(parts) + "\n"
+
+
+def attribution_records(table: dict) -> list[dict]:
+    """The attribution table flat, one record per (horizon, score): for the table artifact and the docs."""
+    out = []
+    for h, entries in table.items():
+        for e in entries:
+            ic, d, sp = e["ic"], e["ic_minus_control"], e["spread"]
+            out.append({"horizon": int(h), "rank": e["rank"], "score": e["name"], "kind": e["kind"],
+                        "ic_mean": ic["mean"], "ic_std": ic["std"], "icir": ic["icir"], "ic_t": ic["t"],
+                        "control_ic_mean": e["control_ic"]["mean"], "ic_minus_control": d["mean"],
+                        "ic_minus_control_t": d["t"], "decile_spread": sp["mean"], "decile_spread_t": sp["t"],
+                        "rows": e["rows"], "days": e["days"], "distinguishable": e["distinguishable"]})
+    return out
+
+
+def _yes(e: dict) -> str:
+    if e["kind"] == "control":
+        return ""
+    return ("**yes, better**" if e["ic_minus_control"]["mean"] > 0 else "**yes, worse**") if e["distinguishable"] else "no"
+
+
+def attribution_markdown(table: dict) -> str:
+    """IC decay (score x horizon) and, per horizon, every score ranked by |t| of IC − control."""
+    horizons = list(table)
+    names = [e["name"] for e in table[horizons[0]]] if horizons else []
+    by = {h: {e["name"]: e for e in table[h]} for h in horizons}
+    head = ("## Attribution: TechRating, its sub-scores and textbook factors on the same rows\n"
+            "Daily rank IC mean (Newey-West t of IC − shuffled control; for the control row, its own t) per horizon. "
+            "Each score on its rows with a value and a forward return; factors are computed as of each day (no "
+            "look-ahead): mom_12_1 = close 21 bars ago / 252 bars ago − 1, rev_1m = −(21-bar return), "
+            "prox_52w_high = close / 252-bar high, low_vol_63 = −(63-bar realized volatility). A decile spread is — "
+            "when ties leave the top or bottom decile empty (a sub-score clipped at its bounds).\n\n"
+            "| score | kind | " + " | ".join(f"IC {h}d (t)" for h in horizons) + " |\n|---|---|"
+            + "---|" * len(horizons) + "\n")
+    lines = []
+    for name in names:
+        cells = []
+        for h in horizons:
+            e = by[h].get(name)
+            t = e["ic"]["t"] if e and e["kind"] == "control" else (e["ic_minus_control"]["t"] if e else None)
+            cells.append(f"{_fmt(e['ic']['mean'])} ({_t(t)})" if e else "—")
+        lines.append(f"| {name} | {by[horizons[0]][name]['kind']} | " + " | ".join(cells) + " |")
+    parts = [head + "\n".join(lines)]
+    for h in horizons:
+        rows = [f"| {e['rank'] or ''} | {e['name']} | {_fmt(e['ic']['mean'])} | {_fmt(e['ic']['std'])} | "
+                f"{_fmt(e['ic']['icir'])} | {_t(e['ic']['t'])} | {_fmt(e['ic_minus_control']['mean'])} | "
+                f"{_t(e['ic_minus_control']['t'])} | {_fmt(e['spread']['mean'], pct=True)} ({_t(e['spread']['t'])}) | "
+                f"{e['rows']:,} | {_yes(e)} |" for e in table[h]]
+        parts.append(f"### {h}-session: ranked by |t| of IC − control (|t| ≥ 2: distinguishable from no skill)\n"
+                     "| rank | score | IC mean | IC std | ICIR | IC t | IC − control | t | top − bottom decile (t) | "
+                     "rows | distinguishable |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+    return "\n\n".join(parts)
 
 
 def save_plots(summary: dict, folder: Path, simulated: bool) -> list[Path]:
@@ -136,7 +200,7 @@ def format_message(summary: dict, timer, peak_rss_mb: float) -> str:
     meta = summary["meta"]
     stages = ", ".join(f"{k} {v:.2f}" for k, v in timer.as_dict().items())
     lines = [f"{SIM_BANNER} ({meta['source']})"] if meta["simulated"] else []
-    return "\n".join(lines + summary["verdicts"] + [
+    return "\n".join(lines + summary["verdicts"] + summary["attribution_verdicts"] + [
         f"{meta['rows']:,} rows, {meta['sessions']} sessions, {meta['universe_mean']:.0f} symbols/day | time "
         f"{timer.total:.2f} s ({stages}) | peak RSS flow {peak_rss_mb:.0f} MB, workers "
         f"{meta['metrics']['peak_rss_mb_workers']:.0f} MB | runner {meta['metrics']['task_runner']}",

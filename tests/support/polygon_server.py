@@ -1,6 +1,6 @@
 """A Polygon-compatible loopback server (aiohttp.web) serving a simulated market with Polygon's exact JSON shapes.
 
-    python -m technic_v4.testing.polygon_server --port 8089 --latency-ms 100 --fail-rate 0.05 --seed 7 --symbols 8000
+    python -m tests.support.polygon_server --port 8089 --latency-ms 100 --fail-rate 0.05 --seed 7 --symbols 8000
 
 In-process (tests, benchmarks), either in the caller's loop or in its own thread:
 
@@ -11,7 +11,7 @@ In-process (tests, benchmarks), either in the caller's loop or in its own thread
 
 The server has a "today" (default: the last completed session, never after the market's last session) and never serves
 bars after it. The market is anything with SimulatedMarket's methods (reference, ticker_details, day, ticker_range,
-splits, snapshot, sessions); see technic_v4.testing.endpoints for the JSON it produces.
+splits, snapshot, sessions); see tests.support.endpoints for the JSON it produces.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from technic_v4.calendar import last_completed_session
-from technic_v4.testing.endpoints import RESULT_KEYS, MarketEndpoints, json_response, request_id
-from technic_v4.testing.faults import Fault, Faults, FaultScript, RandomFaults, RequestLog
+from tests.support.endpoints import RESULT_KEYS, MarketEndpoints, json_response, request_id
+from tests.support.faults import Fault, Faults, FaultScript, RandomFaults, RequestLog
 
 MSG_429 = (
     "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue. "

@@ -1,6 +1,6 @@
 """Run one scan in a process of its own, for the crash and concurrency tests (tests/test_reliability_*.py).
 
-    python tests/helpers/scan_process.py '<ScanConfig JSON>' OUT.parquet
+    python tests/support/scan_process.py '<ScanConfig JSON>' OUT.parquet
 
 Settings come from the environment (TECHNIC_*, PREFECT_API_URL). RELIABILITY_SLOW_DAY_S=0.02 makes the simulated
 source block that long per grouped-daily call, so a backfill lasts long enough to be killed half way. On success the

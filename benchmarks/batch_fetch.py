@@ -1,15 +1,12 @@
-"""Batch price fetching over the Polygon client, by symbol (slow path) and by trading day (fast path).
+"""The fetch benchmark's baselines (benchmarks/bench_fetch.py): batch price fetching over the Polygon client, by
+symbol (the seed's slow path, which the product no longer has) and by trading day (what the scan does).
 
-The seed named this module `technic_v4.data_engine`; that name re-exports these functions.
+Every request goes through PolygonClient / SyncPolygonClient, so limits, retries, errors and the request counter are
+the same as the product's.
 
-A thin layer over technic_v4.data.polygon: every request goes through PolygonClient / SyncPolygonClient, so limits,
-retries, errors and the request counter are the same on every path.
-
-    fetch_grouped_days(days)                  one request per trading day, every symbol: the scan's path
+    fetch_grouped_days_async(days)            one request per trading day, every symbol
     batch_fetch_async(symbols, start, end)    one request per symbol, bounded concurrency
-    batch_fetch_sync(symbols, start, end)     the same, sequential (TECHNIC_ASYNC_IO=0 rollback)
-    get_prices_async_wrapper(symbols, key)    batch_fetch_async from synchronous code, also inside a running loop
-    get_prices(symbols, ...)                  picks async or sync from TECHNIC_ASYNC_IO
+    batch_fetch_sync(symbols, start, end)     the same, sequential
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from technic_v4.aio import run_sync
 from technic_v4.calendar import is_trading_day, last_completed_session
 from technic_v4.config import Settings, load_settings
 from technic_v4.data.columns import DAY_COLUMNS
@@ -101,11 +97,6 @@ def _window(start, end) -> tuple[dt.date, dt.date]:
 # ---- per-symbol path -------------------------------------------------------------------------------------------------
 
 
-async def fetch_price_async(session: PolygonClient, symbol: str, start, end, *, adjusted: bool = False) -> pd.DataFrame:
-    """One symbol's daily bars in [start, end] (RANGE_COLUMNS, raw prices) through an open PolygonClient."""
-    return await session.get_ticker_range(symbol, start, end, adjusted=adjusted)
-
-
 async def batch_fetch_async(
     symbols: Iterable[str],
     start=None,
@@ -135,7 +126,7 @@ async def batch_fetch_async(
 
     async def one(symbol: str) -> None:
         try:
-            result.frames[symbol] = await fetch_price_async(client, symbol, start, end, adjusted=adjusted)
+            result.frames[symbol] = await client.get_ticker_range(symbol, start, end, adjusted=adjusted)
         except AuthError:
             raise
         except DataSourceError as exc:
@@ -163,7 +154,7 @@ def batch_fetch_sync(
     adjusted: bool = False,
     **client_overrides,
 ) -> BatchResult:
-    """The synchronous rollback path (TECHNIC_ASYNC_IO=0): the same requests, one at a time."""
+    """The same requests, one at a time (the synchronous client)."""
     start, end = _window(start, end)
     own = client is None
     if own:
@@ -185,20 +176,6 @@ def batch_fetch_sync(
         if own:
             client.close()
     return result
-
-
-def get_prices_async_wrapper(symbols: Iterable[str], api_key: str | None = None, start=None, end=None, **kwargs) -> BatchResult:
-    """batch_fetch_async from synchronous code (a fresh client and session per call, closed afterwards)."""
-    symbols = list(symbols)
-    return run_sync(lambda: batch_fetch_async(symbols, start, end, api_key=api_key, **kwargs))
-
-
-def get_prices(symbols: Iterable[str], start=None, end=None, *, settings: Settings | None = None, **kwargs) -> BatchResult:
-    """Per-symbol prices through the async path, or the sync one when TECHNIC_ASYNC_IO=0."""
-    settings = settings or load_settings()
-    if settings.async_io:
-        return get_prices_async_wrapper(symbols, None, start, end, settings=settings, **kwargs)
-    return batch_fetch_sync(symbols, start, end, settings=settings, **kwargs)
 
 
 # ---- per-day path (the scan's) -------------------------------------------------------------------------------------
@@ -235,9 +212,3 @@ async def fetch_grouped_days_async(
         if own:
             await client.aclose()
     return out
-
-
-def fetch_grouped_days(days: Iterable[dt.date | str], **kwargs) -> GroupedDays:
-    """fetch_grouped_days_async from synchronous code (also inside a running event loop)."""
-    days = list(days)
-    return run_sync(lambda: fetch_grouped_days_async(days, **kwargs))

@@ -1,6 +1,6 @@
 """Run one cold scan then N warm scans in this process; print one JSON line of per-scan figures (load test).
 
-    python tests/helpers/load_scans.py N '<ScanConfig JSON>'
+    python tests/support/load_scans.py N '<ScanConfig JSON>'
 
 Figures per warm scan: RSS after a gc (MB), wall seconds, result rows, grouped-daily calls, live gc objects.
 """

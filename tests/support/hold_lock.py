@@ -1,6 +1,6 @@
 """Hold the bar-store lock of DATA_DIR for SECONDS, printing `locked` once held (lock-contention tests).
 
-    python tests/helpers/hold_lock.py DATA_DIR SECONDS
+    python tests/support/hold_lock.py DATA_DIR SECONDS
 """
 
 import sys

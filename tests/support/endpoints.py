@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from aiohttp import web
 
-from technic_v4.testing.shapes import (
+from tests.support.shapes import (
     BAR_FIELDS,
     DEFAULT_LIMITS,
     RESULT_KEYS,

@@ -1,4 +1,4 @@
-"""Helper scripts the reliability tests run in processes of their own, and what they share."""
+"""Start the helper scripts of this folder (scan_process.py, hold_lock.py, ...) in processes of their own."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-HELPERS = Path(__file__).resolve().parent
-ROOT = HELPERS.parents[1]
+SUPPORT = Path(__file__).resolve().parent
+ROOT = SUPPORT.parents[1]
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -26,7 +26,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def start_scan(config: dict, out: Path, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(HELPERS / "scan_process.py"), json.dumps(config, default=str), str(out)],
+        [sys.executable, str(SUPPORT / "scan_process.py"), json.dumps(config, default=str), str(out)],
         cwd=ROOT, env=child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
