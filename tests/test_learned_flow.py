@@ -85,4 +85,4 @@ def test_scan_before_the_first_model_says_so_and_keeps_techrating(learned):
     out = run_scan_output(ScanConfig(as_of=as_of, max_symbols=300, rating="learned"))
     assert out.summary["rating"]["ran"] == "tech" and out.summary["rating"]["requested"] == "learned"
     assert "no learned model" in out.message
-    assert out.results["LearnedRating"].isna().all() and out.results["TechRating"].is_monotonic_decreasing
+    assert out.results["LearnedRating"].isna().all() and out.results["TechRating"].dropna().is_monotonic_decreasing
