@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.fetch import fetch_stage
+from flows.present import prewarm_charts
 from flows.publish import publish_scan
 from flows.score import score_symbols
 from flows.tasks import load_reference
@@ -32,6 +33,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
     """Scan the US stock universe: rank every tradeable symbol by TechRating with a signal and a trade plan."""
     reset_peak_rss()  # the reported peak is this scan's, also in a long-lived worker process
     run, timer = open_runtime(config), StageTimer()
+    prewarm_charts(config)  # matplotlib imports in a thread while the scan fetches and scores
     state = ScanState.load(run.store, run.config_key)
     async with run.source:
         calls_before = run.source.counter.snapshot()
@@ -70,7 +72,8 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         run=run, flow_run_id=str(flow_run.id), fetched=fetched, regime=regime, screened=screened, results=results,
         previous=previous, previous_as_of=previous_as_of, calls=calls, reference_info=reference_info, plan=plan,
         scored=scored, invalid_rows=len(invalid), rating=rating)
-    output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer)
+    output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer,
+                                panel=screened.panel, previous=previous)
     get_run_logger().info("\n%s", output.message)
     return output
 

@@ -126,7 +126,9 @@ def scan(
 
 
 @app.command("top")
-def top_cmd(n: int = typer.Option(25, help="Rows"), signal: Optional[str] = typer.Option(None)) -> None:
+def top_cmd(n: int = typer.Option(25, help="Rows"), signal: Optional[str] = typer.Option(None),
+            open_report: bool = typer.Option(False, "--open", help="Open the latest scan's report.html in a browser"),
+            ) -> None:
     """Print the last published scan (latest.csv) without scanning."""
     import json
 
@@ -145,6 +147,53 @@ def top_cmd(n: int = typer.Option(25, help="Rows"), signal: Optional[str] = type
     meta = json.loads((path.parent / "latest.json").read_text())
     label = " — SIMULATED DATA" if meta.get("simulated") else ""
     console.print(results_table(df, f"Scan as of {meta.get('as_of')}{label}", n))
+    from technic_v4.pipeline.report_html import run_folder
+
+    report = run_folder(settings.data_dir, str(meta.get("flow_run_id"))) / "report.html"
+    if report.exists():
+        console.print(f"report: {report}", style="dim")
+    if open_report:
+        _open_in_browser(str(report))
+
+
+def _open_in_browser(path: str | None) -> None:
+    import webbrowser
+    from pathlib import Path
+
+    if not path or not Path(path).exists():
+        console.print("the latest scan has no report.html (charts and report come with this version's scans)")
+        raise typer.Exit(1)
+    if not webbrowser.open(Path(path).as_uri()):
+        console.print(f"no browser found here; open {Path(path).as_uri()}")
+
+
+@app.command()
+def chart(
+    symbol: str = typer.Argument(..., help="Ticker, e.g. AAPL"),
+    as_of: Optional[str] = typer.Option(None, help="YYYY-MM-DD session (default: the last stored)"),
+    out: Optional[str] = typer.Option(None, help="PNG path (default: DATA_DIR/results/charts/SYMBOL-DATE.png)"),
+    open_chart: bool = typer.Option(False, "--open", help="Open the PNG"),
+) -> None:
+    """Chart SYMBOL from the bar store: ~6 months of candles, SMA20/50/200, RS vs the market, and the trade plan of
+    the scan published for that session when the symbol was in it."""
+    from pathlib import Path
+
+    from technic_v4.config import load_settings
+    from technic_v4.pipeline.charts import chart_symbol
+    from technic_v4.pipeline.publish import results_dir
+
+    s = load_settings()
+    day = dt.date.fromisoformat(as_of) if as_of else None
+    sym = symbol.strip().upper()
+    path = Path(out) if out else results_dir(s.data_dir) / "charts" / f"{sym}-{as_of or 'latest'}.png"
+    try:
+        result = chart_symbol(s.data_dir, sym, path, as_of=day, lock_timeout=s.lock_timeout)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"{result.title}\n{result.path}", markup=False)
+    if open_chart:
+        _open_in_browser(str(result.path))
 
 
 @app.command()
@@ -170,6 +219,8 @@ def config() -> None:
     for name, field in Settings.model_fields.items():
         value = getattr(s, name)
         shown = ("set" if value else "not set") if name == "polygon_api_key" else str(value)
+        if name == "alert_urls":
+            shown = f"{len(s.alert_url_list())} URL(s) set" if value else "not set"
         table.add_row(field.validation_alias, shown, field.description or "")
     console.print(table)
     console.print(f"resolved data source: {s.resolved_source}")

@@ -7,6 +7,7 @@ A bad value raises ConfigError naming the environment variable, e.g.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,12 @@ DataSourceName = Literal["auto", "polygon", "flatfiles", "csv", "simulated"]  # 
 TaskRunnerName = Literal["auto", "ray", "thread"]
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+
+
+def split_urls(text: str) -> list[str]:
+    """Apprise's own separators: commas and whitespace."""
+    return [u for u in re.split(r"[\s,]+", text.strip()) if u]
 DEFAULT_DATA_DIR = Path.home() / ".technic_v4"
 
 
@@ -107,6 +114,11 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(
         120.0, gt=0, validation_alias="TECHNIC_LOCK_TIMEOUT", description="Seconds to wait for the bar-store lock."
     )
+    alert_urls: SecretStr | None = Field(
+        None, validation_alias="TECHNIC_ALERT_URLS",
+        description="Apprise URLs (comma or space separated, e.g. json://host:port/path, mailto://, slack://) told "
+        "once per scan about each screen whose members changed; never shown (they may hold tokens).",
+    )
     prefect_server_linger: float = Field(
         900.0, ge=0, validation_alias="TECHNIC_PREFECT_SERVER_LINGER",
         description="Idle seconds a scan's temporary Prefect server is kept (paused, no CPU) for the next scan of "
@@ -120,6 +132,20 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_key_is_none(cls, v):
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("alert_urls", mode="before")
+    @classmethod
+    def _check_alert_urls(cls, v):
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+        bad = [i + 1 for i, u in enumerate(split_urls(raw)) if not _URL_SCHEME.match(u)]
+        if bad:  # never echo the value: it may hold tokens
+            raise ValueError(f"URL number {bad} is not of the form scheme://... (an apprise URL)")
+        return raw
+
+    def alert_url_list(self) -> list[str]:
+        return split_urls(self.alert_urls.get_secret_value()) if self.alert_urls else []
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -196,5 +222,6 @@ def load_settings(**overrides) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        msg = format_validation_error(exc, env_names=True, hide=("POLYGON_API_KEY", "polygon_api_key"))
+        msg = format_validation_error(exc, env_names=True, hide=("POLYGON_API_KEY", "polygon_api_key",
+                                                                 "TECHNIC_ALERT_URLS", "alert_urls"))
         raise ConfigError(f"invalid configuration: {msg}") from None

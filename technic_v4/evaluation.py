@@ -1,10 +1,12 @@
 """Python entry point of the walk-forward evaluation, mirroring run_scan:
 
-    scores, summary = run_evaluation(EvalConfig(start=date, end=date, max_symbols=6000, horizons=(1, 5, 21)))
+    scores, summary = run_evaluation(EvalConfig(start=date, end=date, max_symbols=6000, horizons=(1, 5, 21, 63)))
 
-`scores` has one row per (session, symbol) a scan as of that session kept: Date, Symbol, Close, TechRating, Signal,
-Regime, Entry, Stop, Target, fwd_ret_{h}d, plan_target_session, plan_stop_session. `summary` holds the statistics
-per horizon, the verdicts, `report_md`, `message` and the paths written. Runs the Prefect flow `evaluate`.
+`scores` has one row per (session, symbol) a scan as of that session kept: Date, Symbol, Close, TechRating, the six
+sub-scores, the textbook factors (mom_12_1, rev_1m, prox_52w_high, low_vol_63), Signal, Regime, Entry, Stop, Target,
+fwd_ret_{h}d, plan_target_session, plan_stop_session. `summary` holds the statistics per horizon, the attribution
+table (`summary["attribution"][h]`), the verdicts, `report_md`, `message` and the paths written. Runs the Prefect
+flow `evaluate`.
 """
 
 from __future__ import annotations

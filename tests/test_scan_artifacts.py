@@ -26,11 +26,6 @@ def artifacts(flow_run_id: str) -> dict:
     return {a.key: a for a in arts}
 
 
-def decimals(v) -> int:
-    text = repr(v)
-    return len(text.split(".")[1]) if isinstance(v, float) and "." in text and "e" not in text else 0
-
-
 def test_artifacts_are_readable(prefect_api, sim_env):
     out = scan(as_of=DAY1, signals=SIGNALS, max_symbols=1500)
     arts = artifacts(out.summary["flow_run_id"])
@@ -39,11 +34,17 @@ def test_artifacts_are_readable(prefect_api, sim_env):
     assert len(top) == min(50, len(out.results))
     assert list(top[0])[:3] == ["Symbol", "Signal", "TechRating"] and len(top[0]) <= 15
     assert {"Close", "Entry", "Stop", "Target", "RewardRisk", "Sector"} <= set(top[0])
-    assert max(decimals(v) for r in top for v in r.values()) <= 2  # rounded: no 17.293248
+    numbers = {k: [v for r in top for kk, v in r.items() if kk == k] for k in ("TechRating", "Close", "RewardRisk")}
+    for col, values in numbers.items():  # fixed decimals per column, as text, so they line up
+        assert len({len(v.split(".")[1]) for v in values if v is not None}) == 1, (col, values[:5])
+        assert all(re.fullmatch(r"-?[\d,]+\.\d{1,2}", v) for v in values if v is not None)
     assert not any(isinstance(v, str) and re.match(r"\d{4}-\d\d-\d\dT", v) for r in top for v in r.values())
     report = arts["scan-report"].data
     assert "{" not in report and "[" not in report  # no Python reprs
-    assert re.search(r"\d+(\.\d+)? (MB|GB)", report) and re.search(r"\d+\.\d\d s", report)
+    diagnostics = arts["scan-diagnostics"].data  # engineering metrics apart from the trader's report
+    assert re.search(r"\d+(\.\d+)? (MB|GB)", diagnostics) and re.search(r"\d+\.\d\d s", diagnostics)
+    assert "peak RSS" not in report and "1,500 symbols" in report  # the configuration explained
+    assert "TechRating" in arts["scan-top"].description and "longs-only" in arts["scan-top"].description
     assert arts["scan-fetch-progress"].data == 100.0  # a completed fetch ends at 100 %
 
 

@@ -45,12 +45,14 @@ def read_previous(data_dir: Path, key: str) -> tuple[pd.DataFrame | None, str | 
     return table, as_of
 
 
-def signal_changes(previous: pd.DataFrame | None, current: pd.DataFrame) -> dict[str, list[str]]:
-    """New, dropped and flipped actionable signals versus the previous scan."""
-    cur = current.loc[current["Signal"].isin(ACTIONABLE)].set_index("Symbol")["Signal"]
+def signal_changes(previous: pd.DataFrame | None, current: pd.DataFrame, signals=None) -> dict[str, list[str]]:
+    """New, dropped and flipped signals versus the previous scan: among the run's `signals` when it filters (a
+    longs-only run lists no shorts), else among every actionable signal."""
+    wanted = list(signals) if signals else list(ACTIONABLE)
+    cur = current.loc[current["Signal"].isin(wanted)].set_index("Symbol")["Signal"]
     if previous is None or previous.empty:
         return {"new": sorted(cur.index), "dropped": [], "changed": []}
-    prev = previous.loc[previous["Signal"].isin(ACTIONABLE)].set_index("Symbol")["Signal"]
+    prev = previous.loc[previous["Signal"].isin(wanted)].set_index("Symbol")["Signal"]
     both = cur.index.intersection(prev.index)
     return {
         "new": sorted(cur.index.difference(prev.index)),

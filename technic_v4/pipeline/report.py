@@ -136,7 +136,25 @@ def format_message(s: ScanSummary) -> str:
         lines.append(f"watchlist symbols not found: {short_list(s.unknown_watchlist)}")
     lines += universe_lines(s)
     lines.append(_changes(s))
+    lines += seen_lines(s.seen)
     return "\n".join(lines)
+
+
+def seen_lines(seen: dict) -> list[str]:
+    """Charts, report and alerts of the run (flows/present.py), for the message."""
+    if not seen:
+        return []
+    if "error" in seen:
+        return [f"CHARTS/REPORT/ALERTS FAILED (the table is published): {seen['error']}"]
+    c, a = seen["charts"], seen["alerts"]
+    lines = [f"report {seen['report']} ({seen['report_bytes'] / 1024:.0f} KB) | charts {c['charts']} in "
+             f"{c['seconds']:.2f} s ({c.get('cpu_seconds', 0.0):.2f} s CPU)"
+             + (f", FAILED {short_list(c['failed'])}" if c["failed"] else "")]
+    changed = seen.get("changed_screens", [])
+    lines.append(f"screens changed: {short_list(changed)} | events {len(seen['events'])} | alerts sent "
+                 f"{len(a['sent'])}, duplicates skipped {len(a['duplicates'])}"
+                 + (f", DELIVERY FAILED: {'; '.join(a['failed'].values())}" if a["failed"] else ""))
+    return lines
 
 
 def _metrics_rows(m) -> list[tuple[str, str]]:
@@ -158,13 +176,20 @@ def _metrics_rows(m) -> list[tuple[str, str]]:
     ]
 
 
-def render_markdown(s: ScanSummary, results: pd.DataFrame) -> str:
+def render_diagnostics(s: ScanSummary) -> str:
+    """The engineering metrics on their own (the Prefect `scan-diagnostics` artifact)."""
+    rows = "\n".join(f"| {k} | {v} |" for k, v in _metrics_rows(s.metrics))
+    return f"# Diagnostics {s.as_of}\n\n| metric | value |\n|---|---|\n{rows}\n"
+
+
+def render_markdown(s: ScanSummary, results: pd.DataFrame, metrics: bool = True) -> str:
+    """The scan report (latest.md); `metrics=False` leaves the engineering metrics to render_diagnostics."""
     m = s.metrics
     parts = [f"# Scan {s.as_of}" + (" (SIMULATED)" if s.simulated else "")]
     if s.simulated:
         parts.append(f"> **{SIM_BANNER}**")
-    parts.append(f"**Regime:** {s.regime}  \n**Source:** {s.source}  \n**Configuration:** {s.config_key}"
-                 + (f"  \n**Rating:** {s.rating['note']}" if s.rating else ""))
+    parts.append(f"**Regime:** {s.regime}  \n**Source:** {s.source}  \n**Configuration {s.config_key}:** "
+                 f"{config_text(s.settings)}" + (f"  \n**Rating:** {s.rating['note']}" if s.rating else ""))
     parts.append("## Prescreen\n| reason | filtered |\n|---|---|\n" + "\n".join(
         f"| {k} | {v:,} |" for k, v in s.prescreen["filtered"].items()
     ) + f"\n| **kept** | **{s.prescreen['kept']:,}** of {s.prescreen['universe']:,} |")
@@ -173,7 +198,8 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame) -> str:
     parts.append(f"## Since last scan\n{_changes(s)}\n\n- new: {short_list(ch['new'])}\n"
                  f"- dropped: {short_list(ch['dropped'])}\n- flipped: {short_list(ch['changed'])}")
     rows = "\n".join(f"| {k} | {v} |" for k, v in _metrics_rows(m))
-    parts.append(f"## Metrics (measured)\n| metric | value |\n|---|---|\n{rows}")
+    if metrics:
+        parts.append(f"## Metrics (measured)\n| metric | value |\n|---|---|\n{rows}")
     if s.split_changed:
         parts.append(f"## New splits\n{short_list(s.split_changed)}")
     if upkeep := universe_lines(s):
@@ -187,3 +213,78 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame) -> str:
     if len(top):
         parts.append("## Top ranked\n" + top.to_markdown(index=False, floatfmt=".2f"))
     return "\n\n".join(parts) + "\n"
+
+
+SIGNAL_ORDER = ("Strong Long", "Long", "Short", "Strong Short")
+LONGS, SHORTS = {"Strong Long", "Long"}, {"Short", "Strong Short"}
+
+
+def signals_label(signals) -> str:
+    """The run's signals filter in a trader's words: longs-only, shorts-only, the list, or all signals."""
+    if not signals:
+        return "all signals"
+    chosen = set(signals)
+    return "longs-only" if chosen == LONGS else "shorts-only" if chosen == SHORTS else " + ".join(signals)
+
+
+def run_headline(s: ScanSummary, shown: pd.DataFrame, signals, max_symbols: int) -> str:
+    """What a run found and with which settings, in one line (the flow run's name, the report's headline):
+    "2026-12-02 · 37 Strong Long / 193 Long · top TWDS · longs-only, 2,500 symbols"."""
+    counts = shown["Signal"].value_counts() if len(shown) else pd.Series(dtype=int)
+    found = " / ".join(f"{int(counts[k]):,} {k}" for k in SIGNAL_ORDER if counts.get(k, 0)) or "no signals"
+    top = f" · top {shown['Symbol'].iloc[0]}" if len(shown) else ""
+    sim = " · SIMULATED" if s.simulated else ""
+    universe = min(max_symbols, s.prescreen.get("universe", max_symbols))  # a 40-file CSV folder is 40, not 6,000
+    return f"{s.as_of} · {found}{top} · {signals_label(signals)}, {universe:,} symbols{sim}"
+
+
+# Fixed decimals per column of the trader's table, so the Prefect table's numbers line up (46.6 / 1.50 / 36.0).
+TOP_DECIMALS = {"TechRating": 1, "RSI14": 1, "21d %": 1, "ATR %": 1, "Cap $B": 1}
+# Short headers and Sector last, so the Prefect table fits a 1,600 px window (its column is ~1,000 px wide).
+TOP_TEXT_HEADERS = {"ret_21d %": "21d %", "ATR14_pct %": "ATR %", "MarketCap $B": "Cap $B"}
+GLOSSARY = {
+    "Signal": "Strong Long / Long / Short / Strong Short from TechRating, trend and momentum (Avoid otherwise)",
+    "TechRating": "3·Trend + 3·Momentum + 2·Volume + Volatility + Oscillator + Breakout sub-scores (each -3..3)",
+    "Entry / Stop / Target": "the trade plan (stop and target from ATR14)",
+    "RewardRisk": "(Target - Entry) / (Entry - Stop)",
+    "RSI14": "Wilder's 14-session RSI",
+    "21d %": "return over the last 21 sessions",
+    "ATR %": "14-session average true range, % of the close",
+    "Cap $B": "market cap, billions of USD",
+}
+
+
+def top_table_text(results: pd.DataFrame, n: int = 50) -> list[dict]:
+    """top_table with short headers, Sector last and every number as text at fixed decimals (2 unless
+    TOP_DECIMALS says otherwise)."""
+    def text(col, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            return v
+        return f"{v:,.{TOP_DECIMALS.get(col, 2)}f}"
+
+    out = []
+    for r in top_table(results, n):
+        r = {TOP_TEXT_HEADERS.get(c, c): v for c, v in r.items()}
+        r = {**{c: v for c, v in r.items() if c != "Sector"}, **({"Sector": r["Sector"]} if "Sector" in r else {})}
+        out.append({c: text(c, v) for c, v in r.items()})
+    return out
+
+
+def glossary_markdown() -> str:
+    return "Columns: " + "; ".join(f"**{k}** {v}" for k, v in GLOSSARY.items())
+
+
+def config_text(settings: dict) -> str:
+    """The configuration key explained: the settings that shape the table (runs that share them share history)."""
+    if not settings:
+        return "(settings not recorded)"
+    g = settings.get
+    parts = [f"{g('max_symbols', 0):,} symbols", f"lookback {g('lookback_days')} sessions",
+             f"market cap ≥ ${g('min_market_cap', 0) / 1e6:,.0f}M", f"avg volume ≥ {g('min_avg_volume', 0):,.0f}",
+             f"price ≥ ${g('min_price', 0):,.2f}", "sectors " + (", ".join(g("sectors")) if g("sectors") else "all")]
+    if g("watchlist"):
+        parts.append(f"watchlist {short_list(g('watchlist'), 10)}")
+    if g("intraday"):
+        parts.append("intraday")
+    return "; ".join(parts) + f"; {signals_label(g('signals'))} shown (history and 'since last scan' are kept per " \
+        "configuration)"

@@ -7,9 +7,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationInfo, field_validator, model_serializer,
+    model_validator,
+)
 
 from technic_v4.config import DataSourceName, build_model
+from technic_v4.pipeline.scan_form import form_schema
 from technic_v4.domain.scoring.score import SIGNALS
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 
@@ -20,7 +24,7 @@ _TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 class ScanConfig(BaseModel):
     """What one scan does. Every field is also a parameter of the Prefect flow `scan` (shown in the UI)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=form_schema)  # the UI's form
 
     max_symbols: int = Field(6000, ge=1, le=200_000, description="Most liquid N symbols (20d dollar volume) considered")
     data_source: DataSourceName | None = Field(
@@ -47,6 +51,10 @@ class ScanConfig(BaseModel):
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
     csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR (the folder the csv source reads)")
+    chart_top: int = Field(
+        12, ge=0, le=200, description="Charts of the top N rows of each published table, in the report and the "
+        "Prefect UI (0 = no charts)"
+    )
     rating: Literal["tech", "learned"] = Field(
         "tech", description="tech: TechRating ranks and signals; learned: the newest walk-forward model trained before "
         "as_of (fit by `technic evaluate --rating learned`) fills LearnedRating and the signals, TechRating if none")
@@ -95,6 +103,12 @@ class ScanConfig(BaseModel):
                 "raise it or set allow_short_history=true"
             )
         return v
+
+    @model_serializer(mode="wrap")
+    def _leave_out_none(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """None means "not set" (the environment's setting): left out of dumps, so a Prefect form or run never
+        sends a null the form's schema (scan_form.py) has no type for."""
+        return {k: v for k, v in handler(self).items() if v is not None}
 
     @classmethod
     def build(cls, **values) -> ScanConfig:

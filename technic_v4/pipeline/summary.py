@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from technic_v4.pipeline.publish import signal_changes
+from technic_v4.pipeline.state import RESULT_FIELDS
 
 
 @dataclass
@@ -64,6 +65,8 @@ class ScanSummary:
     short_history: dict = field(default_factory=dict)  # a rate-limited first scan's shorter window and rows it leaves short
     data_import: dict = field(default_factory=dict)  # the CSV import's report (csv source only)
     paths: dict[str, str] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # the run's result settings and signals filter (config_text)
+    seen: dict = field(default_factory=dict)  # charts, report.html, events and alerts of this run (flows/present.py)
     rating: dict = field(default_factory=dict)  # which rating ran (pipeline/learned_rating.apply_rating)
 
     def as_dict(self) -> dict:
@@ -111,7 +114,7 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         regime_detail=regime.as_dict(),
         prescreen=screened.result.as_dict(),
         signals=signal_counts(results),
-        changes=signal_changes(previous, results),
+        changes=signal_changes(previous, results, run.config.signals),
         missing_days=dict(bars.failed),
         unknown_watchlist=screened.unknown_watchlist,
         quarantine=quarantine,
@@ -122,6 +125,7 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         provisional_days=list(bars.provisional),
         short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback),
         data_import=dict(getattr(run, "data_import", {}) or {}),
+        settings=run.config.model_dump(mode="json", include={*RESULT_FIELDS, "signals"}),
         rating=rating or {},
     )
 

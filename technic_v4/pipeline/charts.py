@@ -1,0 +1,345 @@
+"""Charts of a scan's top rows: ~6 months of daily candles with volume, SMA20/50/200, the trade plan's Entry/Stop/
+Target lines, the pattern flags that fired on the last bar and the RS line against the market.
+
+matplotlib's object API (a Figure per chart, the Agg canvas, no pyplot state) so charts render side by side in
+threads; measured against mplfinance on this box (see README "Seeing and being told"): the same chart drawn with
+collections costs a fraction of mplfinance's per-chart time, which matters for the 3 s budget of 12 charts.
+Each PNG carries its title in its metadata ("Title"), so a reader (or a test) can tell which row it shows.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from technic_v4.domain.indicators.base import Bars
+from technic_v4.domain.indicators.patterns import FLAG_COLUMNS
+from technic_v4.domain.indicators.trend import SMA
+from technic_v4.domain.market_proxy import MarketProxy
+from technic_v4.domain.panel import Panel
+from technic_v4.store.atomic import atomic_write
+
+CHART_SESSIONS = 126  # ~6 months of daily bars
+SMA_PERIODS = (20, 50, 200)
+CHART_DPI = 80
+CHART_SIZE_IN = (11.0, 6.6)  # 880 x 528 px at CHART_DPI: readable in the report, small enough to inline
+# The pattern flags drawn when they fired (their one home: domain/indicators/patterns.py); absent columns are skipped.
+PATTERN_FLAGS = ("trend_template", *FLAG_COLUMNS)
+UP, DOWN = "#2e7d32", "#c62828"
+PLAN_STYLE = {"Entry": ("#1565c0", "-"), "Stop": ("#c62828", "--"), "Target": ("#2e7d32", "--")}
+SMA_COLORS = {20: "#f9a825", 50: "#6a1b9a", 200: "#37474f"}
+
+
+@dataclass(frozen=True)
+class SymbolBars:
+    """One symbol's valid bars for a chart (oldest first) with its SMAs and RS line over the same sessions."""
+
+    symbol: str
+    dates: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    sma: dict[int, np.ndarray]
+    rs: np.ndarray  # close / market close, 100 at the first charted session; NaN without a market reading
+    market_source: str
+
+
+@dataclass
+class ChartResult:
+    symbol: str
+    title: str
+    path: Path | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this chart's thread CPU time: what it costs when the box is not shared
+    tables: list[str] = field(default_factory=list)  # the published tables whose top rows include this symbol
+
+
+@dataclass
+class ChartsReport:
+    charts: list[ChartResult]
+    seconds: float = 0.0
+    workers: int = 1
+    folder: Path | None = None
+
+    @property
+    def failures(self) -> list[ChartResult]:
+        return [c for c in self.charts if c.error]
+
+    def for_table(self, name: str) -> list[ChartResult]:
+        return [c for c in self.charts if name in c.tables and c.path is not None]
+
+    def as_dict(self) -> dict:
+        return {"charts": len(self.charts) - len(self.failures), "failed": {c.symbol: c.error for c in self.failures},
+                "seconds": round(self.seconds, 3), "cpu_seconds": round(sum(c.cpu_seconds for c in self.charts), 3),
+                "workers": self.workers,
+                "folder": str(self.folder) if self.folder else None}
+
+
+def symbol_bars(panel: Panel, symbol: str, market: MarketProxy, sessions: int = CHART_SESSIONS) -> SymbolBars:
+    """The last `sessions` valid bars of `symbol`; SMAs computed on all its valid bars first (as the scan's are)."""
+    col = panel.column(symbol)
+    o, h, low, c, v = (getattr(panel, f)[:, col] for f in ("open", "high", "low", "close", "volume"))
+    valid = np.isfinite(o) & np.isfinite(h) & np.isfinite(low) & np.isfinite(c)
+    if not valid.any():
+        raise ValueError(f"{symbol} has no bars in the loaded window")
+    bars = Bars.from_arrays(*(a[valid, None] for a in (o, h, low, c, v)))
+    sma = {p: SMA(p).series(bars)[:, 0] for p in SMA_PERIODS}
+    keep = slice(-sessions, None)
+    mkt = np.asarray(market.close, dtype=float)[valid][keep]
+    closes = c[valid][keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = closes / mkt
+    first = np.flatnonzero(np.isfinite(ratio))
+    rs = ratio / ratio[first[0]] * 100.0 if first.size else np.full(len(ratio), np.nan)
+    return SymbolBars(symbol=symbol, dates=panel.dates[valid][keep], open=o[valid][keep], high=h[valid][keep],
+                      low=low[valid][keep], close=closes, volume=v[valid][keep],
+                      sma={p: s[keep] for p, s in sma.items()}, rs=rs, market_source=market.source)
+
+
+def _num(row: Mapping, key: str) -> float:
+    v = row.get(key)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def chart_title(row: Mapping, simulated: bool) -> str:
+    """"TWDS · Strong Long · TechRating 31.4 · R/R 1.50 · 2026-12-02 · SIMULATED" (parts the row lacks are left out)."""
+    parts = [str(row.get("Symbol", "?"))]
+    if row.get("Signal"):
+        parts.append(str(row["Signal"]))
+    if math.isfinite(rating := _num(row, "TechRating")):
+        parts.append(f"TechRating {rating:.1f}")
+    if math.isfinite(rr := _num(row, "RewardRisk")):
+        parts.append(f"R/R {rr:.2f}")
+    as_of = row.get("AsOf")
+    if as_of is not None and not pd.isna(as_of):
+        parts.append(str(pd.Timestamp(as_of).date()))
+    if simulated:
+        parts.append("SIMULATED")
+    return " · ".join(parts)
+
+
+def fired_flags(row: Mapping) -> list[str]:
+    return [f for f in PATTERN_FLAGS if f in row and row[f] is not None and not pd.isna(row[f]) and bool(row[f])]
+
+
+def _boxes(x: np.ndarray, bottom: np.ndarray, top: np.ndarray, width: float) -> np.ndarray:
+    """(n, 4, 2) rectangle vertices for a PolyCollection: one collection draws every candle body / volume bar."""
+    left, right = x - width / 2, x + width / 2
+    return np.stack([np.column_stack([left, bottom]), np.column_stack([left, top]),
+                     np.column_stack([right, top]), np.column_stack([right, bottom])], axis=1)
+
+
+def render_chart(bars: SymbolBars, row: Mapping, path: Path, simulated: bool) -> str:
+    """Draw one chart into `path` (PNG, written atomically); returns its title."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    title = chart_title(row, simulated)
+    fig, ax, vol_ax, rs_ax = _blank_figure()
+    n = len(bars.close)
+    x = np.arange(n, dtype=float)
+    up = bars.close >= bars.open
+    colors = np.where(up, UP, DOWN)
+    ax.add_collection(LineCollection(np.stack([np.column_stack([x, bars.low]), np.column_stack([x, bars.high])],
+                                              axis=1), colors=colors, linewidths=0.8))
+    body_lo, body_hi = np.minimum(bars.open, bars.close), np.maximum(bars.open, bars.close)
+    body_hi = np.maximum(body_hi, body_lo + (bars.high.max() - bars.low.min()) * 1e-3)  # doji: a visible sliver
+    ax.add_collection(PolyCollection(_boxes(x, body_lo, body_hi, 0.6), facecolors=colors, edgecolors=colors,
+                                     linewidths=0.5))
+    for i, (p, s) in enumerate(bars.sma.items()):
+        if np.isfinite(s).any():
+            ax.plot(x, s, color=SMA_COLORS[p], linewidth=1.1)
+            # a text per line instead of a legend box: the legend cost a tenth of a chart (profiled)
+            ax.text(0.01 + 0.07 * i, 0.02, f"SMA{p}", transform=ax.transAxes, fontsize=7, color=SMA_COLORS[p])
+    lo, hi = float(np.nanmin(bars.low)), float(np.nanmax(bars.high))
+    for name, (color, style) in PLAN_STYLE.items():
+        level = _num(row, name)
+        if math.isfinite(level) and level > 0:
+            ax.axhline(level, color=color, linestyle=style, linewidth=1.0)
+            ax.annotate(f"{name} {level:,.2f}", xy=(1.0, level), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=8, color=color)
+            lo, hi = min(lo, level), max(hi, level)
+    pad = (hi - lo) * 0.04 or hi * 0.01 or 1.0
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlim(-1, n + 0.5)
+    if flags := fired_flags(row):
+        ax.plot([x[-1]], [bars.high[-1] + pad * 0.6], marker="v", color="#ef6c00", markersize=7)
+        ax.text(0.01, 0.97, "patterns: " + ", ".join(flags), transform=ax.transAxes, va="top", fontsize=8,
+                color="#ef6c00", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+    ax.set_title(title, fontsize=11, loc="left")
+    if name := row.get("Name"):
+        ax.set_title(str(name)[:40], fontsize=8, loc="right", color="#555555")
+    vol = np.nan_to_num(bars.volume)
+    vol_ax.add_collection(PolyCollection(_boxes(x, np.zeros(n), vol, 0.6), facecolors=colors, alpha=0.6,
+                                         linewidths=0))
+    vol_ax.set_ylim(0, max(vol.max(), 1.0) * 1.1)
+    rs_ax.plot(x, bars.rs, color="#0277bd", linewidth=1.0)
+    rs_ax.axhline(100, color="#999999", linewidth=0.6)
+    market = "SPY" if bars.market_source == "SPY" else "market"
+    rs_ax.set_ylabel(f"RS vs {market}", fontsize=7)
+    if bars.market_source not in ("SPY", "none"):
+        rs_ax.text(0.01, 0.9, f"market = {bars.market_source}", transform=rs_ax.transAxes, fontsize=6, va="top")
+    rs_ax.relim()
+    rs_ax.autoscale_view(scalex=False)
+    ticks = _month_ticks(bars.dates)
+    rs_ax.set_xticks(ticks, [str(bars.dates[i])[:7] for i in ticks])
+    # zlib level 3: a third of level 6's encoding time for files ~10 % larger (encoding releases the GIL)
+    atomic_write(path, lambda p: fig.savefig(p, format="png", metadata={"Title": title},
+                                             pil_kwargs={"compress_level": 3}))
+    return title
+
+
+_THREAD = threading.local()
+
+
+def _blank_figure():
+    """This thread's figure with its three axes, emptied of the last chart's artists. Building a figure, its axes
+    and their tick objects was the largest cost of a chart (profiled), so each thread builds one and reuses it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    made = getattr(_THREAD, "figure", None)
+    if made is None:
+        fig = Figure(figsize=CHART_SIZE_IN, dpi=CHART_DPI)
+        FigureCanvasAgg(fig)
+        grid = fig.add_gridspec(3, 1, height_ratios=(5, 1.3, 1.3), hspace=0.06, left=0.06, right=0.9, top=0.93,
+                                bottom=0.07)
+        ax = fig.add_subplot(grid[0])
+        vol_ax = fig.add_subplot(grid[1], sharex=ax)
+        rs_ax = fig.add_subplot(grid[2], sharex=ax)
+        for a, count in ((ax, 6), (vol_ax, 2), (rs_ax, 2)):  # few ticks: tick objects are costly
+            a.yaxis.set_major_locator(MaxNLocator(count))
+            a.tick_params(labelsize=7)
+        for a in (ax, vol_ax):
+            a.tick_params(labelbottom=False)
+        for a in (vol_ax, rs_ax):
+            a.yaxis.tick_right()
+        ax.grid(alpha=0.25, axis="y")
+        vol_ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
+        vol_ax.set_ylabel("volume", fontsize=7)
+        made = _THREAD.figure = (fig, ax, vol_ax, rs_ax)
+    for a in made[1:]:
+        for artist in [*a.lines, *a.collections, *a.texts, *a.patches]:
+            artist.remove()
+        for loc in ("left", "right"):
+            a.set_title("", loc=loc)
+    return made
+
+
+def prepare() -> None:
+    """Import matplotlib and draw one tiny figure (fonts loaded): ~1.5 s on a busy box that a scan can spend in a
+    background thread while it fetches, instead of inside the chart stage."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection, PolyCollection  # noqa: F401 - imported for later
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1), dpi=CHART_DPI)
+    canvas = FigureCanvasAgg(fig)
+    fig.add_subplot().set_title("warm", fontsize=8)
+    canvas.draw()
+
+
+def _short_number(v, _pos=None) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.0f}{unit}"
+    return f"{v:.0f}"
+
+
+def _month_ticks(dates: np.ndarray) -> list[int]:
+    months = pd.DatetimeIndex(dates).to_period("M")
+    return [i for i in range(len(months)) if i == 0 or months[i] != months[i - 1]][1:] or [0]
+
+
+def chart_file(folder: Path, symbol: str) -> Path:
+    """One file per symbol: a symbol in two screens' top rows is drawn once."""
+    safe = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in symbol)
+    return Path(folder) / f"{safe}.png"
+
+
+def top_rows(tables: Sequence[tuple[str, pd.DataFrame]], n: int) -> dict[str, tuple[dict, list[str]]]:
+    """symbol -> (its row, the tables it is in the top `n` of), in the order the tables list them."""
+    rows: dict[str, tuple[dict, list[str]]] = {}
+    for name, table in tables:
+        for row in table.head(n).to_dict("records"):
+            sym = str(row["Symbol"])
+            rows.setdefault(sym, (row, []))[1].append(name)
+    return rows
+
+
+def render_charts(panel: Panel, market: MarketProxy, tables: Sequence[tuple[str, pd.DataFrame]], folder: Path, *,
+                  top_n: int, simulated: bool, workers: int = 2) -> ChartsReport:
+    """Charts for the top `top_n` rows of each (name, table), side by side in `workers` threads. A chart that fails
+    is reported in its ChartResult.error and never raises."""
+    started = time.perf_counter()
+    wanted = top_rows(tables, top_n) if top_n > 0 else {}
+
+    def one(sym: str, row: dict, names: list[str]) -> ChartResult:
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        result = ChartResult(symbol=sym, title=chart_title(row, simulated), tables=names)
+        try:
+            path = chart_file(folder, sym)
+            result.title = render_chart(symbol_bars(panel, sym, market), row, path, simulated)
+            result.path = path
+        except Exception as exc:  # noqa: BLE001 - a chart is never worth a failed scan; reported instead
+            result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds, result.cpu_seconds = time.perf_counter() - t0, time.thread_time() - cpu0
+        return result
+
+    workers = max(1, min(workers, len(wanted)))
+    if workers == 1:
+        charts = [one(s, r, names) for s, (r, names) in wanted.items()]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="chart") as pool:
+            charts = list(pool.map(lambda item: one(item[0], *item[1]), wanted.items()))
+    return ChartsReport(charts=charts, seconds=time.perf_counter() - started, workers=workers, folder=Path(folder))
+
+
+def published_row(data_dir: Path, symbol: str, as_of) -> dict | None:
+    """`symbol`'s row in the newest published table of session `as_of` (results/history), or None."""
+    from technic_v4.pipeline.publish import results_dir
+
+    folder = results_dir(data_dir) / "history" / f"as_of={pd.Timestamp(as_of).date().isoformat()}"
+    for path in sorted(folder.glob("scan-*.parquet"), reverse=True):
+        table = pd.read_parquet(path, filters=[("Symbol", "==", symbol)])
+        if len(table):
+            return table.iloc[0].to_dict()
+    return None
+
+
+def chart_symbol(data_dir: Path, symbol: str, out: Path, as_of=None, lock_timeout: float = 60.0) -> ChartResult:
+    """`technic chart SYMBOL`: one chart from the bar store as of a session (default: the last stored), with the
+    plan of the scan published for that session when the symbol was in it. Raises ValueError when the symbol or
+    the session is not in the store."""
+    from technic_v4.domain.market_proxy import market_proxy
+    from technic_v4.domain.panel_load import load_panel
+    from technic_v4.store.bar_store import BarStore
+
+    store = BarStore(data_dir, lock_timeout=lock_timeout)
+    days = [d for d in store.stored_days() if as_of is None or d <= as_of]
+    if not days:
+        raise ValueError(f"no stored session {'on or before ' + str(as_of) if as_of else ''} under {data_dir}; "
+                         "run `technic scan` first")
+    days = days[-(CHART_SESSIONS + max(SMA_PERIODS)):]  # enough for the SMA200 on the first charted session
+    panel = load_panel(store, days, splits=store.read_splits())
+    if symbol not in set(panel.symbols):
+        raise ValueError(f"{symbol} has no bars in the {len(days)} stored sessions up to {days[-1]}")
+    row = published_row(data_dir, symbol, days[-1]) or {"Symbol": symbol, "AsOf": days[-1]}
+    simulated = (store.day_info(days[-1]) or {}).get("source") == "simulated"
+    t0 = time.perf_counter()
+    title = render_chart(symbol_bars(panel, symbol, market_proxy(panel)), row, out, simulated)
+    return ChartResult(symbol=symbol, title=title, path=Path(out), seconds=time.perf_counter() - t0)
