@@ -27,7 +27,7 @@ from technic_v4.pipeline.evaluation.chunk import (
 from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.pipeline.evaluation.learned_report import evaluate_learned
-from technic_v4.pipeline.evaluation.listing import with_delisted
+from technic_v4.pipeline.evaluation.listing import lists_delisted, with_delisted
 from technic_v4.pipeline.evaluation.report import attribution_records, format_message, json_ready, render_markdown
 from technic_v4.pipeline.evaluation.report import save_plots
 from technic_v4.pipeline.evaluation.stats import summarize
@@ -92,6 +92,7 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     run = open_runtime(scan_config)  # as_of: the data's last session (a CSV folder's) or the last completed one
     last = _last_session(config, run.as_of)
     evaluated, days = config.days_to_load(last)
+    days = run.within_data(days)  # a CSV folder starts with its files: no earlier day to ask for
     run = dataclasses.replace(run, as_of=last, config=scan_config.model_copy(update={"as_of": last}))
     async with run.source:
         calls_before = run.source.counter.snapshot()
@@ -125,7 +126,8 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
         summary["verdicts"] = learned["verdicts"] + summary["verdicts"]
     info = merge_chunk_infos(infos)
     meta = describe(scores, reference, prepared, info, evaluated) | {
-        "simulated": run.simulated, "source": run.source.name, "listing": listing_note, "flow_run_id": str(flow_run.id),
+        "simulated": run.simulated, "source": run.source.name, "listing": listing_note,
+        "survivorship_bias": not lists_delisted(run.source), "flow_run_id": str(flow_run.id),
         "metrics": {"api_calls": calls["attempts"], "days_loaded": len(bars.days), "days_fetched": len(bars.fetched),
                     "cache_hit_rate": round(bars.cache_hit_rate, 6), "task_runner": kind, "runner_reason": reason,
                     "chunks": len(infos), "worker_processes": len({i["pid"] for i in infos}),

@@ -124,15 +124,17 @@ def kept_server(linger: float) -> PrefectApi:
         fcntl.flock(users, fcntl.LOCK_SH)  # in use: the keeper neither pauses nor stops the server now
         state, how = _state(home), "kept temporary server, reused"
         if state is None:
-            keeper = subprocess.Popen([sys.executable, "-m", "flows.prefect_api", "keep", str(linger)],
-                                      cwd=Path(__file__).resolve().parents[1], start_new_session=True,
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(home / "technic-server.log", "ab") as log:  # the keeper's own errors too
+                keeper = subprocess.Popen([sys.executable, "-m", "flows.prefect_api", "keep", str(linger)],
+                                          cwd=Path(__file__).resolve().parents[1], start_new_session=True,
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             while (state := _state(home)) is None and keeper.poll() is None:
                 time.sleep(0.01)
             if state is None:
                 raise PrefectServerError(f"the Prefect server keeper exited with code {keeper.returncode}")
             how = f"kept temporary server, started (stops after {linger:g} idle s)"
     _signal_group(state["server"], signal.SIGCONT)  # paused while idle: running again before the first request
+    os.utime(home / "technic-server.json")  # a use the keeper's once-a-second look might miss: a short scan
     return PrefectApi(how, state["url"], home / "technic-server.log", state["keeper"], users)
 
 
@@ -170,22 +172,23 @@ def keep(linger: float) -> None:
         _write_json(home / "technic-server.json", {"url": f"http://127.0.0.1:{port}/api", "keeper": os.getpid(),
                                                    "server": server.pid})
         _stop_least_recently_used()
-        last_use, paused = time.monotonic(), False
+        last_use = time.time()
         with open(home / "technic-server.users", "a") as users:
             while server.poll() is None:
                 time.sleep(1.0)
                 try:
                     fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:  # a scan uses it (and resumed it itself)
-                    last_use, paused = time.monotonic(), False
+                    last_use = time.time()
                     os.utime(entry)
                     continue
-                idle = time.monotonic() - last_use
+                last_use = max(last_use, (home / "technic-server.json").stat().st_mtime)
+                idle = time.time() - last_use
                 if idle >= linger:  # still holding the lock: no scan can pick this server up while it stops
                     (home / "technic-server.json").unlink(missing_ok=True)
                     break
-                if not paused and idle > PAUSE_AFTER_S:
-                    paused = _signal_group(server.pid, signal.SIGSTOP)
+                if idle > PAUSE_AFTER_S and not _stopped(server.pid):  # checked, not assumed: a stop can be undone
+                    _signal_group(server.pid, signal.SIGSTOP)
                 fcntl.flock(users, fcntl.LOCK_UN)
             _stop(server)
     finally:
@@ -196,6 +199,13 @@ def keep(linger: float) -> None:
                 (home / "technic-server.json").unlink()
         except (OSError, ValueError, KeyError):
             pass
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, IndexError):
+        return False
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -215,7 +225,7 @@ def _stop_least_recently_used() -> None:
     idle_since = {}
     for entry in _registry().glob("*.json"):
         try:
-            if alive(pid := int(entry.stem)):
+            if alive(pid := int(entry.stem)) and _is_keeper(pid):  # never a process that reused a keeper's pid
                 idle_since[pid] = entry.stat().st_mtime
             else:
                 entry.unlink()
@@ -224,6 +234,13 @@ def _stop_least_recently_used() -> None:
     idle = sorted((t, pid) for pid, t in idle_since.items() if time.time() - t > 5)
     for _, pid in idle[:max(0, len(idle_since) - MAX_KEPT)]:
         _signal_group(pid, signal.SIGTERM)
+
+
+def _is_keeper(pid: int) -> bool:
+    try:
+        return b"flows.prefect_api\0keep" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -86,7 +86,7 @@ def scan(
 
     try:
         config = ScanConfig.build(
-            max_symbols=max_symbols, data_source=source or ("csv" if csv_dir else None), as_of=dt.date.fromisoformat(as_of) if as_of else None,
+            max_symbols=max_symbols, data_source=source, as_of=dt.date.fromisoformat(as_of) if as_of else None,
             csv_dir=csv_dir,
             intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
             signals=[s.strip() for s in signals.split(",")] if signals else None,
@@ -275,9 +275,8 @@ def evaluate(
     try:
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
-            sessions=sessions, max_symbols=max_symbols, data_source=source or ("csv" if csv_dir else None),
-            task_runner=runner, csv_dir=csv_dir, **({"horizons": horizons} if horizons else {}),
-            **_plan_options(plan_rule, min_rr),
+            sessions=sessions, max_symbols=max_symbols, data_source=source, task_runner=runner, csv_dir=csv_dir,
+            **({"horizons": horizons} if horizons else {}), **_plan_options(plan_rule, min_rr),
             **({"rating": rating} if rating else {}),
         )
     except (TechnicError, ValueError) as exc:

@@ -20,6 +20,7 @@ DataSourceName = Literal["auto", "polygon", "flatfiles", "csv", "simulated"]  # 
 TaskRunnerName = Literal["auto", "ray", "thread"]
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
+TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")  # a ticker symbol as users give it (watchlist, CSV file names)
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
 

@@ -85,6 +85,7 @@ def test_intraday_scan_without_snapshot_entitlement_fails_fast_saying_so(server)
     assert server.requests.count("snapshot") == 1  # not retried
 
 
+@pytest.mark.slow  # ~38 s under load; flat files are not a main path (the 5/min pacing test stays default)
 def test_flat_files_backfill_leaves_reference_and_splits_to_the_api(server, market, tmp_path):
     """Files for every day but the newest (Polygon publishes a day's file the next morning): the cold scan pays the
     listing pages, splits and one grouped-daily call; the next day's scan stays in the daily budget."""
@@ -119,6 +120,7 @@ def test_fetch_progress_says_how_long_the_backfill_has_left():
     assert progress.eta_text() == "fetched 30 of 300 trading days; about 54 min left"
 
 
+@pytest.mark.slow  # ~38 s under load; tests/test_reliability_api.py keeps a Polygon-key scan in the default suite
 def test_rate_limited_first_scan_loads_what_the_indicators_need_and_the_next_fetches_the_rest(
         prefect_api, use_loopback_polygon, market, server):
     """A rate limit configured (here far above the free tier, so the test does not wait) makes the cold scan load only

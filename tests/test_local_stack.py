@@ -59,6 +59,7 @@ def descendants(pid: int) -> list[int]:
         return []
 
 
+@pytest.mark.slow  # ~130 s under load; the default suite keeps `make server` + `technic scan` + `make stop`
 @pytest.mark.timeout(400)
 def test_ctrl_c_stops_worker_and_server(tmp_path):
     proc, env, state, lines = start_stack(tmp_path)

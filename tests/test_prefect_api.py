@@ -157,7 +157,10 @@ def test_a_server_that_cannot_start_says_why_and_what_to_do(tmp_path):
 
 def test_kept_servers_beyond_the_bound_stop_least_recently_used_first(tmp_path, monkeypatch):
     monkeypatch.setattr(prefect_api, "_registry", lambda: tmp_path)
-    keepers = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(prefect_api.MAX_KEPT + 2)]
+    fake_keeper = [sys.executable, "-c", "import time; time.sleep(60)", "flows.prefect_api", "keep"]
+    keepers = [subprocess.Popen(fake_keeper, start_new_session=True) for _ in range(prefect_api.MAX_KEPT + 2)]
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)  # a pid a gone keeper's entry now names
+    keepers.append(stranger)
     try:
         now = time.time()
         for age, keeper in enumerate(keepers):  # keepers[-1] is the least recently used
@@ -166,8 +169,9 @@ def test_kept_servers_beyond_the_bound_stop_least_recently_used_first(tmp_path, 
             os.utime(entry, (now - 60 * (age + 1),) * 2)
         (tmp_path / "999999999.json").write_text("{}")  # a keeper that is gone: forgotten, not counted
         prefect_api._stop_least_recently_used()
-        codes = [k.wait(timeout=10) if i >= prefect_api.MAX_KEPT else k.poll() for i, k in enumerate(keepers)]
-        assert codes == [None] * prefect_api.MAX_KEPT + [-signal.SIGTERM] * 2
+        n = prefect_api.MAX_KEPT
+        codes = [k.wait(timeout=10) if n <= i < n + 2 else k.poll() for i, k in enumerate(keepers)]
+        assert codes == [None] * n + [-signal.SIGTERM] * 2 + [None]  # the oldest two; never the stranger
         assert not (tmp_path / "999999999.json").exists()
     finally:
         for keeper in keepers:

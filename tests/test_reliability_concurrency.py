@@ -27,6 +27,7 @@ def hold_lock(data_dir, seconds: float) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow  # ~50 s under load; a reliability path, not a main one
 def test_two_processes_scan_one_data_dir_at_once(prefect_api, sim_env, tmp_path):
     config = {"as_of": AS_OF, "lookback_days": LOOKBACK, "allow_short_history": True, "reuse_scores": False}
     # 0.1 s per day: each backfill lasts ~6 s, so the two processes really fetch and write the same days at once

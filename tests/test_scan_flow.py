@@ -84,6 +84,7 @@ def test_results_published_with_artifacts(prefect_api, sim_env):
     assert len(json.loads(kinds["scan-top"].data)) == min(50, len(df))  # the run's signals filter applies
 
 
+@pytest.mark.slow  # ~35 s under load; a repair path, not a main one
 def test_deleted_day_is_refetched_and_nothing_else(prefect_api, sim_env):
     scan(as_of=DAY1)
     victim = sorted((sim_env / "bars").glob("date=*"))[100]
@@ -94,6 +95,7 @@ def test_deleted_day_is_refetched_and_nothing_else(prefect_api, sim_env):
     assert (victim / "meta.json").exists()
 
 
+@pytest.mark.slow  # ~31 s under load; tests/test_reliability_input.py covers unknown watchlist symbols by default
 def test_watchlist_unknown_symbols_are_reported(prefect_api, sim_env):
     out = scan(as_of=DAY1, watchlist=["ZZZZ", "SPY"], max_symbols=300)
     assert out.summary["unknown_watchlist"] == ["ZZZZ"]

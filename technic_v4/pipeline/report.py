@@ -88,6 +88,10 @@ def data_lines(s: ScanSummary) -> list[str]:
             f"rows rejected: {counts_text(imp['rows_rejected'])}; empty fields (stored as NaN, a bar without a price "
             f"is quarantined): {counts_text(imp['empty_fields'])}; zero-volume rows {imp['zero_volume']}"
             + (f"; skipped files: {short_list(imp['skipped'], 5)}" if imp["skipped"] else "")
+            + (f"; {imp['sessions_replaced']} stored sessions another source wrote replaced by the files' bars"
+               if imp.get("sessions_replaced") else "")
+            + ("; splits another source stored forgotten (the files are split-adjusted)"
+               if imp.get("splits_dropped") else "")
             + ("" if imp["reference_file"] else "; no reference file: names, sectors, shares outstanding unknown"))
     return lines
 
