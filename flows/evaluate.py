@@ -26,6 +26,7 @@ from technic_v4.pipeline.evaluation.chunk import (
 )
 from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
+from technic_v4.pipeline.evaluation.learned_report import evaluate_learned
 from technic_v4.pipeline.evaluation.listing import lists_delisted, with_delisted
 from technic_v4.pipeline.evaluation.report import attribution_records, format_message, json_ready, render_markdown
 from technic_v4.pipeline.evaluation.report import save_plots
@@ -114,8 +115,15 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
         frames, infos = [o[0] for o in outs], [o[1] for o in outs]
         del outs  # finish() frees the chunk frames it is given once concatenated
         scores = add_cross_sectional(finish(frames), prepared, reference)
+    learned = None
+    if config.rating == "learned":
+        with timer.stage("learned"):
+            scores, learned = evaluate_learned(scores, evaluated, config, run.settings.data_dir, run.source_id)
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
+    if learned is not None:
+        summary["learned"] = learned
+        summary["verdicts"] = learned["verdicts"] + summary["verdicts"]
     info = merge_chunk_infos(infos)
     meta = describe(scores, reference, prepared, info, evaluated) | {
         "simulated": run.simulated, "source": run.source.name, "listing": listing_note,
@@ -127,6 +135,7 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
                     "peak_rss_mb_flow": round(peak_rss_mb(), 1), "stages_s": timer.as_dict(),
                     "wall_seconds": round(timer.total, 3)},
     }
+    meta["rating"] = config.rating
     summary["meta"] = meta
     summary["report_md"] = render_markdown(summary, meta)
     with timer.stage("publish"):

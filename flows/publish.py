@@ -13,7 +13,7 @@ from technic_v4.domain.panel import Panel
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb
 from technic_v4.pipeline.publish import publish
 from technic_v4.pipeline.report import (
-    format_message, glossary_markdown, render_diagnostics, render_markdown, signals_label, top_table_text,
+    format_message, glossary_markdown, ranked_by, render_diagnostics, render_markdown, signals_label, top_table_text,
 )
 from technic_v4.pipeline.runtime import ScanRuntime
 from technic_v4.pipeline.state import RESULT_FIELDS, ScanState
@@ -32,7 +32,7 @@ async def publish_artifacts(summary: ScanSummary, shown: pd.DataFrame, report_md
     links = " · ".join(f"[{k}]({Path(v).as_uri()})" for k, v in (files or {}).items())
     await acreate_table_artifact(
         key="scan-top", table=top_table_text(shown, TOP_ROWS),
-        description=f"Top {min(TOP_ROWS, len(shown))} of {len(shown):,} by TechRating, {summary.as_of} · "
+        description=f"Top {min(TOP_ROWS, len(shown))} of {len(shown):,} by {ranked_by(shown)}, {summary.as_of} · "
         f"{signals_label(signals)} · configuration {summary.config_key}{label}"
         + (f"  \nFull table: {links}" if links else "") + "\n\n" + glossary_markdown(),
     )

@@ -66,6 +66,8 @@ def scan(
     watchlist: str = typer.Option("", help="Comma-separated symbols, always scored first"),
     signals: Optional[str] = typer.Option(None, help="Comma-separated signals to keep, e.g. 'Strong Long,Long'"),
     top: int = typer.Option(25, help="Rows to print"),
+    rating: Optional[str] = typer.Option(None, help="tech|learned (default tech; learned falls back to TechRating "
+                                                     "without a model)"),
     plan_rule: Optional[str] = typer.Option(None, help="Trade plans: atr|structure (default: ScanConfig's)"),
     min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this (default: ScanConfig's)"),
 ) -> None:
@@ -89,6 +91,7 @@ def scan(
             csv_dir=csv_dir,
             intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
             signals=[s.strip() for s in signals.split(",")] if signals else None,
+            **({"rating": rating} if rating else {}),
             **_plan_options(plan_rule, min_rr),
         )
     except (TechnicError, ValueError) as exc:
@@ -115,7 +118,9 @@ def scan(
             raise typer.Exit(1) from None
         finally:
             progress_hooks.remove_listener(on_progress)
-    title = f"Top {min(top, len(df))} of {len(df)} by TechRating"
+    from technic_v4.pipeline.report import ranked_by
+
+    title = f"Top {min(top, len(df))} of {len(df)} by {ranked_by(df)}"
     if "SIMULATED" in msg:
         title += " — SIMULATED DATA"
     console.print(results_table(df, title, top))
@@ -264,6 +269,8 @@ def evaluate(
     source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|csv|simulated"),
     csv_dir: Optional[str] = typer.Option(None, help="Folder of SYMBOL.csv[.gz] files (TECHNIC_CSV_DIR) for --source csv"),
     runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
+    rating: Optional[str] = typer.Option(None, help="tech|learned: learned also fits the learned rating walk-forward "
+                                                     "(monthly refits, saved under the data dir) and reports it"),
     plan_rule: Optional[str] = typer.Option(None, help="Trade-plan rule whose outcomes are measured: atr|structure"),
     min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this"),
 ) -> None:
@@ -275,6 +282,7 @@ def evaluate(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
             sessions=sessions, max_symbols=max_symbols, data_source=source, task_runner=runner, csv_dir=csv_dir,
             **({"horizons": horizons} if horizons else {}), **_plan_options(plan_rule, min_rr),
+            **({"rating": rating} if rating else {}),
         )
     except (TechnicError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")

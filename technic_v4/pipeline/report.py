@@ -12,7 +12,7 @@ SIM_BANNER = "SIMULATED DATA — deterministic simulated market, not real quotes
 LIST_LIMIT = 25
 
 # What a trader reads first; the full table stays in the published CSV/parquet.
-TOP_COLUMNS = ["Symbol", "Signal", "TechRating", "Close", "Entry", "Stop", "Target", "RewardRisk", "Sector",
+TOP_COLUMNS = ["Symbol", "Signal", "TechRating", "LearnedRating", "Close", "Entry", "Stop", "Target", "RewardRisk", "Sector",
                "RSI14", "ret_21d", "ATR14_pct", "MarketCap_B"]
 PERCENT_COLUMNS = ("ret_21d", "ATR14_pct", "pct_from_52w_high")
 
@@ -38,12 +38,17 @@ def seconds(s: float) -> str:
     return f"{s:.2f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def ranked_by(results: pd.DataFrame) -> str:
+    """The rating a results table is ranked by: LearnedRating when the learned rating ran, else TechRating."""
+    return "LearnedRating" if "LearnedRating" in results and results["LearnedRating"].notna().any() else "TechRating"
+
+
 def top_table(results: pd.DataFrame, n: int = 50) -> list[dict]:
     """The first `n` rows as JSON-safe records with the trader's columns, rounded (prices 2 dp, % 1 dp, cap in $B)."""
     top = results.head(n).copy()
     if "MarketCap" in top:
         top["MarketCap_B"] = top["MarketCap"] / 1e9
-    cols = [c for c in TOP_COLUMNS if c in top]
+    cols = [c for c in TOP_COLUMNS if c in top and not (c == "LearnedRating" and top[c].isna().all())]
     out = top[cols].copy()
     for c in cols:
         if c in PERCENT_COLUMNS:
@@ -121,7 +126,7 @@ def format_message(s: ScanSummary) -> str:
         f"scan as of {s.as_of} | source {s.source} | regime {s.regime}",
         f"universe {s.prescreen['universe']:,} -> kept {s.prescreen['kept']:,} | filtered "
         + counts_text(s.prescreen["filtered"]),
-        "signals " + counts_text(s.signals),
+        "signals " + counts_text(s.signals) + (f" | rating {s.rating['note']}" if s.rating else ""),
         f"scored {m.symbols_scored:,} | reused {m.symbols_reused:,} (unchanged bars) | quarantined bars "
         f"{m.bars_quarantined} | invalid result rows {m.invalid_rows}",
         f"API calls {m.api_calls} (retries {m.api_retries}; {counts_text(m.api_calls_by_endpoint)})"
@@ -192,7 +197,7 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame, metrics: bool = True)
     if s.simulated:
         parts.append(f"> **{SIM_BANNER}**")
     parts.append(f"**Regime:** {s.regime}  \n**Source:** {s.source}  \n**Configuration {s.config_key}:** "
-                 f"{config_text(s.settings)}")
+                 f"{config_text(s.settings)}" + (f"  \n**Rating:** {s.rating['note']}" if s.rating else ""))
     parts.append("## Prescreen\n| reason | filtered |\n|---|---|\n" + "\n".join(
         f"| {k} | {v:,} |" for k, v in s.prescreen["filtered"].items()
     ) + f"\n| **kept** | **{s.prescreen['kept']:,}** of {s.prescreen['universe']:,} |")

@@ -54,6 +54,9 @@ class ScanConfig(BaseModel):
         12, ge=0, le=200, description="Charts of the top N rows of each published table, in the report and the "
         "Prefect UI (0 = no charts)"
     )
+    rating: Literal["tech", "learned"] = Field(
+        "tech", description="tech: TechRating ranks and signals; learned: the newest walk-forward model trained before "
+        "as_of (fit by `technic evaluate --rating learned`) fills LearnedRating and the signals, TechRating if none")
     plan_rule: Literal[PLAN_RULES] = Field(  # type: ignore[valid-type]
         DEFAULT_PLAN_RULE, description="Trade plans: atr (stop 2·ATR, target 3·ATR) or structure (swing stop with an "
         "ATR floor/cap, next-resistance or 2R target); see docs/columns.md")

@@ -67,6 +67,7 @@ class ScanSummary:
     paths: dict[str, str] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # the run's result settings and signals filter (config_text)
     seen: dict = field(default_factory=dict)  # charts, report.html, events and alerts of this run (flows/present.py)
+    rating: dict = field(default_factory=dict)  # which rating ran (pipeline/learned_rating.apply_rating)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,7 +78,8 @@ def signal_counts(results: pd.DataFrame) -> dict[str, int]:
 
 
 def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, previous, previous_as_of: str | None,
-                  calls: dict, reference_info: dict, plan, scored, invalid_rows: int) -> ScanSummary:
+                  calls: dict, reference_info: dict, plan, scored, invalid_rows: int,
+                  rating: dict | None = None) -> ScanSummary:
     """The one place a scan's summary is put together from its stages' outputs (see flows/scan.py)."""
     workers, bars, live_day = scored.workers, fetched.bars, fetched.live_day
     metrics = ScanMetrics(
@@ -125,6 +127,7 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
                                      first=bars.days[0] if bars.days else None, failed=bars.failed),
         data_import=dict(getattr(run, "data_import", {}) or {}),
         settings=run.config.model_dump(mode="json", include={*RESULT_FIELDS, "signals"}),
+        rating=rating or {},
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from technic_v4.pipeline.evaluation.learned_report import render_learned
 from technic_v4.pipeline.report import SIM_BANNER
 
 
@@ -41,6 +42,10 @@ def render_markdown(summary: dict, meta: dict) -> str:
     if meta.get("survivorship_bias"):
         parts.append(f"> **Survivorship bias:** {SURVIVORSHIP_NOTE}")
     parts.append("## Verdict\n" + "\n".join(f"- {v}" for v in summary["verdicts"] + summary["attribution_verdicts"]))
+    parts.append(f"**Rating:** {meta.get('rating', 'tech')}" + ("" if "learned" in summary else
+                 " (TechRating; `--rating learned` adds the walk-forward learned rating)"))
+    if "learned" in summary:
+        parts.append(render_learned(summary["learned"]))
     parts.append(
         f"**Rows:** {meta['rows']:,} (session, symbol) over {meta['sessions']} sessions ({meta['rows_without_rating']:,} "
         "without a TechRating: too little history, left out of the statistics), "
