@@ -26,7 +26,8 @@ from technic_v4.pipeline.evaluation.chunk import (
 )
 from technic_v4.pipeline.evaluation.chunk import merge_chunk_infos, prepare
 from technic_v4.pipeline.evaluation.config import EvalConfig
-from technic_v4.pipeline.evaluation.listing import with_delisted
+from technic_v4.pipeline.evaluation.learned_report import evaluate_learned
+from technic_v4.pipeline.evaluation.listing import lists_delisted, with_delisted
 from technic_v4.pipeline.evaluation.report import attribution_records, format_message, json_ready, render_markdown
 from technic_v4.pipeline.evaluation.report import save_plots
 from technic_v4.pipeline.evaluation.scorecard import REFERENCE_COLUMNS, needed_columns, scorecard_markdown
@@ -96,6 +97,7 @@ async def evaluate(config: EvalConfig = EvalConfig(), screen: str | None = None)
     run = open_runtime(scan_config)  # as_of: the data's last session (a CSV folder's) or the last completed one
     last = _last_session(config, run.as_of)
     evaluated, days = config.days_to_load(last)
+    days = run.within_data(days)  # a CSV folder starts with its files: no earlier day to ask for
     run = dataclasses.replace(run, as_of=last, config=scan_config.model_copy(update={"as_of": last}))
     screens = run_screens(config, run.settings.data_dir)  # an unknown name fails before any work
     needed = needed_columns(screens)
@@ -121,13 +123,21 @@ async def evaluate(config: EvalConfig = EvalConfig(), screen: str | None = None)
         frames, infos = [o[0] for o in outs], [o[1] for o in outs]
         del outs  # finish() frees the chunk frames it is given once concatenated
         scores = add_cross_sectional(finish(frames), prepared, reference)
+    learned = None
+    if config.rating == "learned":
+        with timer.stage("learned"):
+            scores, learned = evaluate_learned(scores, evaluated, config, run.settings.data_dir, run.source_id)
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
         screened = with_reference_columns(scores, reference, needed)
         summary["scorecards"] = screen_scorecards(screened, screens, config.horizons, config.shuffle_seed)
+    if learned is not None:
+        summary["learned"] = learned
+        summary["verdicts"] = learned["verdicts"] + summary["verdicts"]
     info = merge_chunk_infos(infos)
     meta = describe(scores, reference, prepared, info, evaluated) | {
-        "simulated": run.simulated, "source": run.source.name, "listing": listing_note, "flow_run_id": str(flow_run.id),
+        "simulated": run.simulated, "source": run.source.name, "listing": listing_note,
+        "survivorship_bias": not lists_delisted(run.source), "flow_run_id": str(flow_run.id),
         "metrics": {"api_calls": calls["attempts"], "days_loaded": len(bars.days), "days_fetched": len(bars.fetched),
                     "cache_hit_rate": round(bars.cache_hit_rate, 6), "task_runner": kind, "runner_reason": reason,
                     "chunks": len(infos), "worker_processes": len({i["pid"] for i in infos}),
@@ -135,6 +145,7 @@ async def evaluate(config: EvalConfig = EvalConfig(), screen: str | None = None)
                     "peak_rss_mb_flow": round(peak_rss_mb(), 1), "stages_s": timer.as_dict(),
                     "wall_seconds": round(timer.total, 3)},
     }
+    meta["rating"] = config.rating
     summary["meta"] = meta
     summary["report_md"] = render_markdown(summary, meta) + "".join(
         "\n\n" + scorecard_markdown(card, run.simulated) for card in summary["scorecards"].values())

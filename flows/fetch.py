@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from prefect import get_run_logger
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.runtime import flow_run
 
 from flows.tasks import fetch_live_day, fetch_month, refresh_splits
 from technic_v4 import progress as progress_hooks
 from technic_v4.domain.indicators import required_history
-from technic_v4.pipeline.fetch import BarsReport, first_scan_history, require_days, split_by_month
+from technic_v4.pipeline.fetch import (
+    BarsReport, first_scan_history, require_days, require_repaired, set_aside_damaged, split_by_month,
+)
 from technic_v4.pipeline.runtime import ScanRuntime
 
 
@@ -70,6 +73,32 @@ async def fetch_bars(runtime: ScanRuntime, history: list[dt.date], live_day: dt.
     store, this_run = runtime.store, str(flow_run.id)
     storage = Path(runtime.settings.data_dir) / "prefect-results"
     months = split_by_month(history)
+    # one backfill at a time per data dir: a second scan waits, then finds the days stored (and fetches none)
+    lock = await wait_for_backfill(store, history) if any(not store.has_day(d) for d in history) else None
+    try:
+        return await _fetch_months(runtime, history, live_day, months, storage, this_run)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def wait_for_backfill(store, history: list[dt.date]):
+    """The store's backfill lock (held by the caller until its days are stored); while another scan holds it, the
+    progress bar follows the days that scan stores."""
+    told = []
+
+    def on_wait(seconds: float, _count: int) -> None:
+        if not told:
+            told.append(True)
+            get_run_logger().warning("another scan is fetching into %s; waiting for its backfill, then reusing "
+                                     "its days", store.root)
+        progress_hooks.report("fetch", sum(1 for d in history if store.has_day(d)), len(history))
+
+    return await asyncio.to_thread(store.acquire_fetch_lock, on_wait)
+
+
+async def _fetch_months(runtime: ScanRuntime, history, live_day, months, storage, this_run) -> BarsReport:
+    store = runtime.store
     progress = FetchProgress(sum(1 for d in history if not store.has_day(d)))
     await progress.start()
 
@@ -116,7 +145,9 @@ async def fetch_stage(run: ScanRuntime) -> FetchedBars:
     lookback = len(history)
     history = first_scan_history(run.store, history, rate_limited=run.settings.rate_limit > 0,
                                  need=required_history())
+    damaged = set_aside_damaged(run.store, history, panel_cache=run.settings.panel_cache)
     bars = await fetch_bars(run, history, live_day)
+    require_repaired(run.store, damaged, bars.failed)
     splits, split_changed = await refresh_splits(run)
     require_days(bars, run.as_of)
     return FetchedBars(bars, splits, split_changed, live_day, lookback)

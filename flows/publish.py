@@ -14,7 +14,8 @@ from technic_v4.domain.panel import Panel
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb
 from technic_v4.pipeline.publish import publish
 from technic_v4.pipeline.report import (
-    format_message, glossary_markdown, render_diagnostics, render_markdown, signals_label, top_table, top_table_text,
+    format_message, glossary_markdown, ranked_by, render_diagnostics, render_markdown, signals_label, top_table,
+    top_table_text,
 )
 from technic_v4.pipeline.runtime import ScanRuntime
 from technic_v4.pipeline.screens.apply import ScreenResult
@@ -36,7 +37,7 @@ async def publish_artifacts(summary: ScanSummary, shown: pd.DataFrame, report_md
     links = " · ".join(f"[{k}]({Path(v).as_uri()})" for k, v in (files or {}).items())
     await acreate_table_artifact(
         key="scan-top", table=top_table_text(shown, TOP_ROWS),
-        description=f"Top {min(TOP_ROWS, len(shown))} of {len(shown):,} by TechRating, {summary.as_of} · "
+        description=f"Top {min(TOP_ROWS, len(shown))} of {len(shown):,} by {ranked_by(shown)}, {summary.as_of} · "
         f"{signals_label(signals)} · configuration {summary.config_key}{label}"
         + (f"  \nFull table: {links}" if links else "") + "\n\n" + glossary_markdown(),
     )
@@ -85,7 +86,7 @@ async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary,
         summary.metrics.peak_rss_mb_flow = round(peak_rss_mb(), 1)
         report_md = render_markdown(summary, shown)
         paths = publish(results, data_dir=run.settings.data_dir, as_of=run.as_of, report_md=report_md,
-                        meta=summary.as_dict(), key=run.config_key)
+                        meta=summary.as_dict(), key=run.config_key, run_id=summary.flow_run_id)
         files = {"CSV (latest)": str(paths.latest_csv), "parquet (this run)": str(paths.history)}
         await asyncio.gather(publish_artifacts(summary, shown, report_md, run.config.signals, files),
                              publish_screen_artifacts(done, summary))

@@ -15,6 +15,7 @@ from flows.tasks import load_reference
 from technic_v4.domain.market_proxy import market_proxy
 from technic_v4.domain.regime import compute_regime
 from technic_v4.domain.scoring.results_schema import validate_results_report
+from technic_v4.pipeline.learned_rating import apply_rating
 from technic_v4.pipeline.liquid_load import load_liquid_panel
 from technic_v4.pipeline.metrics import StageTimer, reset_peak_rss
 from technic_v4.pipeline.publish import read_previous
@@ -66,13 +67,16 @@ async def scan(config: ScanConfig = ScanConfig(), screen: str | None = None, whe
         scored = score_symbols(screened.panel.select(plan.to_score), reference, regime, plan.priority, config,
                                run.settings)
         results = assemble_results(scored.frame, plan, market_proxy(panel).close)  # RS across today's universe
+    with timer.stage("rating"):  # TechRating, or the learned rating when asked for and a model exists
+        results, rating = apply_rating(results, config.rating, run.settings.data_dir, run.as_of, run.source_id, regime,
+                                       config.plan_rule, config.min_reward_risk)
     with timer.stage("validate"):
         results, invalid = validate_results_report(results)
         log_invalid(invalid)
     summary = build_summary(
         run=run, flow_run_id=str(flow_run.id), fetched=fetched, regime=regime, screened=screened, results=results,
         previous=previous, previous_as_of=previous_as_of, calls=calls, reference_info=reference_info, plan=plan,
-        scored=scored, invalid_rows=len(invalid))
+        scored=scored, invalid_rows=len(invalid), rating=rating)
     output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer, screens,
                                 panel=screened.panel, previous=previous)
     get_run_logger().info("\n%s", output.message)

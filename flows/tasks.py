@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE
-from technic_v4.errors import AuthError, ConfigError
+from technic_v4.errors import AuthError, BadResponse, ConfigError, RetryExhausted, StoreCorruption, StoreWriteError
 from technic_v4.pipeline import fetch as fetching, universe
 from technic_v4.pipeline.metrics import peak_rss_mb
 from technic_v4.pipeline.runtime import ScanRuntime
@@ -19,9 +19,12 @@ from technic_v4.domain.panel import Panel
 
 
 def retry_unless_auth(_task, _task_run, state) -> bool:
-    """Retry I/O failures, never a rejected key or plan (401/403) or bad configuration: a retry cannot fix those,
-    costs requests and delays the server's message by the whole retry schedule."""
-    return not isinstance(state.data, (AuthError, ConfigError))
+    """Retry I/O failures, never a rejected key or plan (401/403), bad configuration, an HTML page for JSON, a
+    request the HTTP client already retried up to its limit or its deadline (TECHNIC_REQUEST_DEADLINE), a full disk
+    or a damaged store: a retry cannot fix those, costs requests and delays the message by the whole retry schedule
+    (and breaks the deadline)."""
+    return not isinstance(state.data, (AuthError, ConfigError, BadResponse, RetryExhausted, StoreWriteError,
+                                       StoreCorruption))
 
 
 # Retries on the I/O tasks only (Prefect's own examples do the same); the HTTP client retries single requests first.

@@ -7,6 +7,7 @@ so the server comes up while this process imports (technic_v4/startup.py, flows/
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import sys
 from typing import TYPE_CHECKING, Optional
 
@@ -69,6 +70,8 @@ def scan(
     where: Optional[str] = typer.Option(None, help="Screen expression, e.g. 'RSI14 < 30 and Close > SMA200'"),
     screen: Optional[list[str]] = typer.Option(None, help="Saved screen(s) to publish (repeat or comma-separate; "
                                                           "`technic screens` lists them)"),
+    rating: Optional[str] = typer.Option(None, help="tech|learned (default tech; learned falls back to TechRating "
+                                                     "without a model)"),
     plan_rule: Optional[str] = typer.Option(None, help="Trade plans: atr|structure (default: ScanConfig's)"),
     min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this (default: ScanConfig's)"),
 ) -> None:
@@ -88,10 +91,11 @@ def scan(
 
     try:
         config = ScanConfig.build(
-            max_symbols=max_symbols, data_source=source or ("csv" if csv_dir else None), as_of=dt.date.fromisoformat(as_of) if as_of else None,
+            max_symbols=max_symbols, data_source=source, as_of=dt.date.fromisoformat(as_of) if as_of else None,
             csv_dir=csv_dir,
             intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
             signals=[s.strip() for s in signals.split(",")] if signals else None, where=where, screens=screen,
+            **({"rating": rating} if rating else {}),
             **_plan_options(plan_rule, min_rr),
         )
         _check_screens(config)
@@ -112,14 +116,19 @@ def scan(
         try:
             output = run_scan_output(config)
             df, msg = output.results, output.message
-        except TechnicError as exc:
-            console.print(f"[red]scan failed:[/red] {exc}")
+        except Exception as exc:
+            cause = user_error(exc)
+            if cause is None:
+                raise
+            console.print(f"[red]scan failed:[/red] {cause}", markup=True, highlight=False)
             raise typer.Exit(1) from None
         finally:
             progress_hooks.remove_listener(on_progress)
+    from technic_v4.pipeline.report import ranked_by
+
     label = " — SIMULATED DATA" if "SIMULATED" in msg else ""
     if not config.screens:
-        title = f"Top {min(top, len(df))} of {len(df)} by TechRating" + (f" where {config.where}" if config.where else "")
+        title = f"Top {min(top, len(df))} of {len(df)} by {ranked_by(df)}" + (f" where {config.where}" if config.where else "")
         console.print(results_table(df, title + label, top))
     for name, info in output.summary.get("screens", {}).items():
         if config.screens:
@@ -163,22 +172,23 @@ def screens() -> None:
 def top_cmd(n: int = typer.Option(25, help="Rows"), signal: Optional[str] = typer.Option(None),
             open_report: bool = typer.Option(False, "--open", help="Open the latest scan's report.html in a browser"),
             ) -> None:
-    """Print the last published scan (latest.csv) without scanning."""
+    """Print the last published scan (its latest.csv, found through results/manifest.json) without scanning."""
     import json
 
     import pandas as pd
 
     from technic_v4.config import load_settings
+    from technic_v4.pipeline.publish import CSV, SUMMARY, published_file, results_dir
 
     settings = load_settings()
-    path = settings.data_dir / "results" / "latest.csv"
-    if not path.exists():
-        console.print(f"no scan published yet under {path.parent}; run `technic scan` first")
+    path = published_file(settings.data_dir, CSV)  # the manifest's run, checksum verified: never two scans mixed
+    if path is None:
+        console.print(f"no scan published yet under {results_dir(settings.data_dir)}; run `technic scan` first")
         raise typer.Exit(1)
     df = pd.read_csv(path)
     if signal:
         df = df[df["Signal"] == signal]
-    meta = json.loads((path.parent / "latest.json").read_text())
+    meta = json.loads(published_file(settings.data_dir, SUMMARY).read_text())
     label = " — SIMULATED DATA" if meta.get("simulated") else ""
     console.print(results_table(df, f"Scan as of {meta.get('as_of')}{label}", n))
     from technic_v4.pipeline.report_html import run_folder
@@ -300,6 +310,8 @@ def evaluate(
     runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
     screen: Optional[list[str]] = typer.Option(None, help="Saved screen(s) to score (repeat or comma-separate)"),
     where: Optional[str] = typer.Option(None, help="An expression to score like a screen"),
+    rating: Optional[str] = typer.Option(None, help="tech|learned: learned also fits the learned rating walk-forward "
+                                                     "(monthly refits, saved under the data dir) and reports it"),
     plan_rule: Optional[str] = typer.Option(None, help="Trade-plan rule whose outcomes are measured: atr|structure"),
     min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this"),
 ) -> None:
@@ -310,9 +322,9 @@ def evaluate(
     try:
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
-            sessions=sessions, max_symbols=max_symbols, data_source=source or ("csv" if csv_dir else None),
-            task_runner=runner, csv_dir=csv_dir, screens=screen, where=where, **({"horizons": horizons} if horizons else {}),
-            **_plan_options(plan_rule, min_rr),
+            sessions=sessions, max_symbols=max_symbols, data_source=source, task_runner=runner, csv_dir=csv_dir, screens=screen, where=where,
+            **({"horizons": horizons} if horizons else {}), **_plan_options(plan_rule, min_rr),
+            **({"rating": rating} if rating else {}),
         )
         _check_screens(config)
     except (TechnicError, ValueError) as exc:
@@ -320,6 +332,34 @@ def evaluate(
         raise typer.Exit(2) from None
     _, summary = run_evaluation(config)
     console.print(summary["message"], markup=False)
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The message a user should read last for a failed command: the project's own error, or an OS error (a full
+    disk: path, space needed and free) — also when it surfaces only as the cause or context of another one (a
+    Prefect server that cannot record the failure on a full disk answers 500). None for anything else."""
+    from technic_v4.store.atomic import write_error
+
+    seen, chain, todo = set(), [], [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        chain.append(e)
+        todo += [e.__context__, e.__cause__]
+    for e in chain:  # the project's errors first: they name the file or the setting
+        if isinstance(e, TechnicError):
+            return str(e)
+    for e in chain:  # file-system errors only: one naming a file, or a full / read-only disk (not a refused socket)
+        disk = isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+                                           or "No space left on device" in str(e))
+        if isinstance(e, OSError) and (e.filename or disk):
+            from technic_v4.config import load_settings
+
+            where = e.filename or load_settings().data_dir
+            return str(write_error(where, e, verb="use"))
+    return None
 
 
 def _plan_options(plan_rule: str | None, min_rr: float | None) -> dict:
@@ -340,8 +380,11 @@ def main() -> None:
     tune_process()  # before Prefect's imports (technic_v4/heap.py)
     try:
         app()
-    except TechnicError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (TechnicError, OSError) as exc:
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        console.print(f"[red]error:[/red] {cause}", highlight=False)
         sys.exit(2)
 
 

@@ -20,6 +20,7 @@ DataSourceName = Literal["auto", "polygon", "flatfiles", "csv", "simulated"]  # 
 TaskRunnerName = Literal["auto", "ray", "thread"]
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
+TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")  # a ticker symbol as users give it (watchlist, CSV file names)
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
 
@@ -30,9 +31,11 @@ DEFAULT_DATA_DIR = Path.home() / ".technic_v4"
 
 
 class Settings(BaseSettings):
-    """Process-wide settings. Field docs double as the README's config table (`technic config`)."""
+    """Process-wide settings. Field docs double as the README's config table (`technic config`). An empty
+    variable (`TECHNIC_DATA_DIR=`) means its documented default, never an empty value (which, for a folder, would
+    be the current directory)."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True, env_ignore_empty=True)
 
     polygon_api_key: SecretStr | None = Field(
         None, validation_alias="POLYGON_API_KEY", description="Polygon REST key; never logged or stored."
@@ -88,6 +91,11 @@ class Settings(BaseSettings):
     max_retries: int = Field(
         5, ge=0, le=50, validation_alias="TECHNIC_MAX_RETRIES", description="Retries on 429/5xx/timeouts/results:null."
     )
+    request_deadline: float = Field(
+        90.0, ge=0, validation_alias="TECHNIC_REQUEST_DEADLINE",
+        description="Total seconds one HTTP request may take, retries and backoff included (waiting for a "
+        "rate-limit slot is not counted); a server that never answers fails the scan after it. 0 = no limit.",
+    )
     sim_seed: int = Field(7, validation_alias="TECHNIC_SIM_SEED", description="Seed of the simulated market.")
     sim_symbols: int = Field(
         8000, ge=50, le=200_000, validation_alias="TECHNIC_SIM_SYMBOLS", description="Listed symbols in the simulated market."
@@ -112,7 +120,9 @@ class Settings(BaseSettings):
         "fetched earlier is stored provisional and refetched once after it.",
     )
     lock_timeout: float = Field(
-        120.0, gt=0, validation_alias="TECHNIC_LOCK_TIMEOUT", description="Seconds to wait for the bar-store lock."
+        120.0, gt=0, validation_alias="TECHNIC_LOCK_TIMEOUT",
+        description="Seconds to wait for the bar-store lock; while another scan backfills, seconds without a new day "
+        "stored.",
     )
     alert_urls: SecretStr | None = Field(
         None, validation_alias="TECHNIC_ALERT_URLS",
@@ -151,6 +161,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_data_dir_is_default(cls, v):
         return DEFAULT_DATA_DIR if v is None or (isinstance(v, str) and not v.strip()) else v
+
+    @field_validator("flatfiles_dir", mode="before")
+    @classmethod
+    def _no_empty_folder(cls, v):
+        if isinstance(v, str) and not v.strip():  # an explicit empty value (not from the environment)
+            raise ValueError("is empty; give a folder (an empty path would be the current directory)")
+        return v
 
     @field_validator("polygon_base_url")
     @classmethod

@@ -36,3 +36,29 @@ class RetryExhausted(APIError):
 
 class StoreLockTimeout(TechnicError, TimeoutError):
     """Another scan holds the bar-store lock for longer than the configured timeout."""
+
+
+class DeadlineExceeded(RetryExhausted):
+    """A request got no usable answer within its total deadline (TECHNIC_REQUEST_DEADLINE), retries included."""
+
+
+class StoreCorruption(TechnicError):
+    """A stored file failed its check (checksum, row count) and could not be repaired from its source; the message
+    names the file and the fix."""
+
+
+class StoreWriteError(TechnicError, OSError):
+    """Writing a file failed (disk full, permissions, ...); the message names the path and, for a full disk, the
+    space needed and free. `errno` is the OS error's."""
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] strerror: filename"
+        return str(self.args[0]) if self.args else super().__str__()
+
+    def __reduce__(self):  # pickled across processes (Ray, the warm scanner) with its message and errno
+        return _rebuild_write_error, (str(self), self.errno, self.filename)
+
+
+def _rebuild_write_error(message: str, errno: int | None, filename: str | None) -> StoreWriteError:
+    err = StoreWriteError(message)
+    err.errno, err.filename = errno, filename
+    return err

@@ -15,9 +15,9 @@ import pytest
 
 from technic_v4.data import csvdir
 from technic_v4.data.csvdir import (
-    BAD_DATE, DUPLICATE_DATE, NOT_A_NUMBER, NOT_A_SESSION, CsvDirSource, list_folder, read_reference_file,
-    read_symbol_file,
+    BAD_DATE, DUPLICATE_DATE, NOT_A_NUMBER, NOT_A_SESSION, OUTSIDE_CALENDAR, CsvDirSource, list_folder, read_symbol_file,
 )
+from technic_v4.data.csvref import listing_frame, read_reference_file
 from technic_v4.errors import ConfigError, DataSourceError
 from technic_v4.store.bar_store import BarStore
 from technic_v4.store.csv_import import CsvImport
@@ -81,6 +81,7 @@ def test_bad_rows_are_rejected_by_rule_and_empty_fields_kept_as_nan(tmp_path):
     rows = [
         ROWS[0],
         ("2024-01-06",) + ROWS[1][1:],  # a Saturday
+        ("1995-01-03",) + ROWS[1][1:],  # a session, but before the exchange calendar's range
         ("not a day",) + ROWS[1][1:],
         ROWS[1],
         ("2024-01-03",) + ROWS[2][1:],  # the same session again
@@ -88,10 +89,11 @@ def test_bad_rows_are_rejected_by_rule_and_empty_fields_kept_as_nan(tmp_path):
         ("2024-01-05", "n/a?", 12.0, 10.5, 11.5, 0),  # text that is not a number; zero volume
     ]
     parsed = read_symbol_file(write(tmp_path / "BAD.csv", "Date,Open,High,Low,Close,Volume", rows))
-    assert [(r["line"], r["rule"]) for r in parsed.rejects] == [(3, NOT_A_SESSION), (4, BAD_DATE), (6, DUPLICATE_DATE)]
-    assert [(r["line"], r["rule"], r["value"]) for r in parsed.not_numbers] == [(8, NOT_A_NUMBER, "open='n/a?'")]
+    assert [(r["line"], r["rule"]) for r in parsed.rejects] == [(3, NOT_A_SESSION), (4, OUTSIDE_CALENDAR), (5, BAD_DATE),
+                                                                (7, DUPLICATE_DATE)]
+    assert [(r["line"], r["rule"], r["value"]) for r in parsed.not_numbers] == [(9, NOT_A_NUMBER, "open='n/a?'")]
     bars = parsed.bars.set_index(parsed.bars["date"].dt.day)
-    assert parsed.rows == 7 and list(bars.index) == [2, 3, 4, 5]
+    assert parsed.rows == 8 and list(bars.index) == [2, 3, 4, 5]
     assert bars.loc[3, "close"] == 11.0  # the first row of a session wins
     assert np.isnan(bars.loc[4, "open"]) and np.isnan(bars.loc[4, "volume"]) and bars.loc[4, "high"] == 12.0
     assert np.isnan(bars.loc[5, "open"]) and bars.loc[5, "volume"] == 0
@@ -135,7 +137,7 @@ def test_the_reference_file_gives_names_sectors_and_shares(tmp_path):
     path.write_text("Ticker,Company,Sector,Industry,Shares Outstanding\nAAA,Alpha Inc,Technology,Software,\"1,500,000\"\n"
                     "bbb,Beta Co,,,\n")
     ref = read_reference_file(path)
-    listing = csvdir.listing_frame(["AAA", "BBB", "SPY", "ZZZ"], ref)
+    listing = listing_frame(["AAA", "BBB", "SPY", "ZZZ"], ref)
     rows = listing.set_index("symbol")
     assert rows.loc["AAA", ["name", "sector", "industry"]].tolist() == ["Alpha Inc", "Technology", "Software"]
     assert rows.loc["AAA", "shares_outstanding"] == 1.5e6 and np.isnan(rows.loc["BBB", "shares_outstanding"])
@@ -148,7 +150,7 @@ def test_the_reference_file_gives_names_sectors_and_shares(tmp_path):
 # ---- the incremental import -------------------------------------------------------------------------------------------
 
 def count_parses(monkeypatch) -> list[str]:
-    """The symbols whose file the import parses, in order."""
+    """The symbols whose file the import parses (threads: in any order)."""
     parsed: list[str] = []
     real = csvdir.read_symbol_file
 
@@ -167,7 +169,7 @@ def test_the_import_reads_only_new_or_changed_files_and_drops_the_sessions_they_
         write(folder / f"{s}.csv", header, ROWS)
     parsed = count_parses(monkeypatch)
     bars, report = CsvImport(store, folder).sync()
-    assert parsed == ["AAA", "BBB", "CCC"] and report.files_read == 3 and report.sessions == 3
+    assert sorted(parsed) == ["AAA", "BBB", "CCC"] and report.files_read == 3 and report.sessions == 3
     assert bars.last_session == dt.date(2024, 1, 4) and len(bars.day(dt.date(2024, 1, 3))) == 3
     for d in (2, 3, 4):  # as if a scan had stored the days
         store.write_day(dt.date(2024, 1, d), bars.day(dt.date(2024, 1, d)), source="csv")
@@ -182,7 +184,7 @@ def test_the_import_reads_only_new_or_changed_files_and_drops_the_sessions_they_
     write(folder / "BBB.csv", header, ROWS[:2] + [("2024-01-04", 11.0, 12.0, 10.5, 11.75, 3000)])  # a fixed close
     write(folder / "DDD.csv", header, ROWS[2:])
     bars, report = CsvImport(store, folder).sync()
-    assert parsed == ["BBB", "DDD"] and (report.files_read, report.files_unchanged) == (2, 2)
+    assert sorted(parsed) == ["BBB", "DDD"] and (report.files_read, report.files_unchanged) == (2, 2)
     assert report.sessions_changed == 1 and store.stored_days() == [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
     day = bars.day(dt.date(2024, 1, 4)).set_index("symbol")
     assert day.loc["BBB", "close"] == 11.75 and list(day.index) == ["AAA", "BBB", "CCC", "DDD"]
@@ -192,6 +194,49 @@ def test_the_import_reads_only_new_or_changed_files_and_drops_the_sessions_they_
     bars, report = CsvImport(store, folder).sync()
     assert parsed == [] and report.files_removed == 1 and report.sessions_changed == 3 and store.stored_days() == []
     assert "AAA" not in set(bars.day(dt.date(2024, 1, 2))["symbol"]) and "AAA" not in set(bars.listing["symbol"])
+
+
+def test_sessions_another_source_or_folder_stored_are_replaced(tmp_path):
+    store, header = BarStore(tmp_path / "data"), "Date,Open,High,Low,Close,Volume"
+    one, two = write(tmp_path / "one" / "AAA.csv", header, ROWS).parent, write(tmp_path / "two" / "BBB.csv", header, ROWS).parent
+    simulated = pd.DataFrame({"symbol": ["SIM"], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [1.0]})
+    for d in (2, 3, 10):
+        store.write_day(dt.date(2024, 1, d), simulated, source="simulated")
+    store.write_splits(pd.DataFrame({"symbol": ["AAA"], "execution_date": [pd.Timestamp("2024-01-03")],
+                                     "split_from": [1.0], "split_to": [2.0]}))  # the other source's split of AAA
+    bars, report = CsvImport(store, one).sync()
+    assert report.sessions_replaced == 2 and store.stored_days() == [dt.date(2024, 1, 10)]  # outside the files: kept
+    assert report.splits_dropped and store.read_splits().empty  # the files are split-adjusted already
+
+    def serve(bars):  # what the scan's fetch stage does with the missing days
+        for d in (2, 3, 4):
+            store.write_day(dt.date(2024, 1, d), bars.day(dt.date(2024, 1, d)), source="csv")
+
+    serve(bars)
+    assert CsvImport(store, one).sync()[1].sessions_replaced == 0  # its own days stay
+    bars, report = CsvImport(store, two).sync()  # another folder, same data dir
+    assert report.sessions_replaced == 3
+    serve(bars)
+    bars, report = CsvImport(store, one).sync()  # and back: folder two's days are not folder one's bars
+    assert report.sessions_replaced == 3 and report.files_read == 0
+
+
+def test_the_import_lists_the_reference_file_and_a_changed_one_refreshes_the_cached_listing(tmp_path):
+    folder, store = tmp_path / "csv", BarStore(tmp_path / "data")
+    write(folder / "AAA.csv", "Date,Open,High,Low,Close,Volume", ROWS)
+    ref = folder / csvdir.REFERENCE_FILE
+    ref.write_text("symbol,name,sector,shares_outstanding\nAAA,Alpha Inc,Technology,2000000\n")
+    bars, report = CsvImport(store, folder).sync()
+    assert report.reference_file and report.reference_changed and report.reference_rows == 1
+    row = bars.listing.set_index("symbol").loc["AAA"]
+    assert (row["name"], row["sector"], row["shares_outstanding"]) == ("Alpha Inc", "Technology", 2e6)
+    store.write_reference(bars.listing)  # what the scan's load_reference caches for a week
+    _, report = CsvImport(store, folder).sync()
+    assert not report.reference_changed and store.read_reference() is not None
+    ref.write_text("symbol,name,sector,shares_outstanding\nAAA,Alpha Inc,Technology,3000000\n")
+    bars, report = CsvImport(store, folder).sync()
+    assert report.reference_changed and store.read_reference() is None  # the next scan lists the universe again
+    assert bars.listing["shares_outstanding"].tolist() == [3e6]
 
 
 def test_an_unreadable_file_stops_the_import_and_names_it(tmp_path):
@@ -242,3 +287,19 @@ def test_the_whole_sample_imports_with_its_readme_counts(tmp_path):
     _, report = CsvImport(BarStore(tmp_path / "data"), SAMPLE).sync()
     assert (report.files, report.rows, report.sessions) == (494, 405_429, 852)
     assert sum(report.empty_fields.values()) == 409 + 2 and report.zero_volume == 1  # WRK's row lacks three fields
+
+
+def test_a_scan_on_a_folder_defaults_to_its_last_session_and_asks_for_no_day_before_its_first(tmp_path, monkeypatch):
+    import dataclasses
+
+    from technic_v4.pipeline.runtime import open_runtime
+    from technic_v4.pipeline.scan_config import ScanConfig
+
+    monkeypatch.setenv("TECHNIC_DATA_DIR", str(tmp_path / "data"))
+    run = open_runtime(ScanConfig.build(data_source="csv", csv_dir=FIXTURE))
+    assert run.as_of == dt.date(2015, 12, 31) and run.data_import["files_read"] == 40
+    assert len(run.lookback_days()) == 300 and run.lookback_days()[-1] == run.as_of
+    early = dataclasses.replace(run, as_of=dt.date(2012, 10, 1))
+    assert early.lookback_days()[0] == dt.date(2012, 8, 13) and len(early.lookback_days()) == 35
+    again = open_runtime(ScanConfig.build(csv_dir=FIXTURE, as_of=dt.date(2014, 6, 2)))  # the folder picks the source
+    assert again.source.name == "csv" and again.as_of == dt.date(2014, 6, 2) and again.data_import["files_read"] == 0

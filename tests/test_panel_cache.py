@@ -16,6 +16,7 @@ from technic_v4.pipeline import prescreen as ps
 from technic_v4.pipeline.liquid_load import load_liquid_panel, most_liquid_symbols
 from technic_v4.store.bar_store import BarStore
 from technic_v4.store.panel_cache import CACHE_DIR
+from tests.support.processes import reseal_day
 
 DAYS = list(pd.bdate_range("2025-01-02", periods=40).date)
 
@@ -126,6 +127,7 @@ def test_duplicates_written_by_hand_are_quarantined_like_the_day_files(store):
     frame = table.to_pandas()
     dup = frame[frame["symbol"].isin(["S30", "S31"])].assign(close=lambda f: f["close"] * 1.5)
     pq.write_table(pa.Table.from_pandas(pd.concat([frame, dup]), schema=table.schema, preserve_index=False), path)
+    reseal_day(store, DAYS[10])
     panel, dups = both(store, DAYS[:39])
     assert [(d["symbol"], d["date"]) for d in dups] == [("S30", str(DAYS[10])), ("S31", str(DAYS[10]))]
     assert np.isnan(panel.close[10, panel.column("S30")]) and np.isfinite(panel.close[11, panel.column("S30")])
@@ -181,6 +183,7 @@ def test_day_files_read_in_groups_equal_one_read(store, monkeypatch, per_read):
     frame = table.to_pandas()
     dup = frame[frame["symbol"] == "S40"].assign(close=1.0)
     pq.write_table(pa.Table.from_pandas(pd.concat([frame, dup]), schema=table.schema, preserve_index=False), path)
+    reseal_day(store, DAYS[30])
     whole = panel_cache.read_raw_bars(store, DAYS[:39])
     monkeypatch.setattr(panel_cache, "DAYS_PER_READ", per_read)
     grouped = panel_cache.read_raw_bars(store, DAYS[:39])

@@ -103,3 +103,24 @@ def test_ratio_needs_50_common_bars():
 def test_regime_rejects_unknown_trend():
     with pytest.raises(ValueError, match="Regime.trend"):
         Regime(trend="BULL")
+
+
+def test_without_spy_the_trend_comes_from_the_equal_weighted_index_and_says_so():
+    from technic_v4.domain.market_proxy import equal_weighted_index
+
+    names = {f"S{i:02d}": spy(drift, calm_noise(seed=i)) for i, drift in enumerate(np.linspace(-0.0005, 0.003, 24))}
+    r = compute_regime(panel_of(names))
+    assert r.market == "equal-weighted index of 24 symbols" and r.trend == TRENDING_UP  # the average name rises
+    index = equal_weighted_index(np.column_stack(list(names.values())))
+    alone = compute_regime(panel_of({"SPY": index}))  # the same series read as SPY gives the same readings
+    assert alone.market == "SPY" and (alone.trend, alone.high_vol) == (r.trend, r.high_vol)
+    assert alone.spy_sma200 == pytest.approx(r.spy_sma200, rel=1e-12)
+    falling = compute_regime(panel_of({k: v[::-1] for k, v in names.items()}))
+    assert falling.trend == TRENDING_DOWN and json.loads(json.dumps(falling.as_dict()))["market"].startswith("equal")
+
+
+def test_spy_wins_over_the_index_and_too_few_names_make_no_index():
+    names = {f"S{i:02d}": spy(-0.002, calm_noise(seed=i)) for i in range(24)}
+    assert compute_regime(panel_of({**names, "SPY": spy(0.001)})).market == "SPY"
+    few = compute_regime(panel_of({k: names[k] for k in list(names)[:5]}))
+    assert few.market == "none" and few.label == UNKNOWN

@@ -1,5 +1,6 @@
-"""Concurrency (issue 6, deliver 3): two scans at once on one data dir both finish with the same table; the bar-store
-lock times out with a clear StoreLockTimeout instead of deadlocking, and a lock holder that dies frees the lock."""
+"""Concurrency (issue 6 deliver 3, issue 24 deliver 3): two cold scans at once on one data dir both finish with the
+same table and the backfill happens once; the bar-store lock times out with a clear StoreLockTimeout instead of
+deadlocking, and a lock holder that dies frees the lock."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import datetime as dt
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pandas as pd
 import pytest
 
+from technic_v4.data.simulated import SimulatedMarket
 from technic_v4.errors import StoreLockTimeout
+from tests.support.polygon_server import PolygonServer
 from technic_v4.api import ScanConfig, run_scan_output
 from technic_v4.store.bar_store import BarStore
 from tests.support.processes import SUPPORT, child_env, finish, start_scan
@@ -27,32 +31,35 @@ def hold_lock(data_dir, seconds: float) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.slow  # ~50 s under load; a reliability path, not a main one
-def test_two_processes_scan_one_data_dir_at_once(prefect_api, sim_env, tmp_path):
-    config = {"as_of": AS_OF, "lookback_days": LOOKBACK, "allow_short_history": True, "reuse_scores": False}
-    # 0.1 s per day: each backfill lasts ~6 s, so the two processes really fetch and write the same days at once
-    procs = [start_scan(config, tmp_path / f"out{i}.parquet", RELIABILITY_SLOW_DAY_S="0.1") for i in range(2)]
-    try:
-        outs = [finish(p, timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+@pytest.mark.slow  # ~50 s under load (two scan processes); a reliability path, not a main one
+def test_two_cold_scans_at_once_backfill_once(prefect_api, tmp_path, use_loopback_polygon):
+    """Two processes start a cold scan of one empty data dir together, against the loopback Polygon server: one
+    fetches every day, the other waits on the backfill lock and reuses them. Counted at the server: each day asked
+    once; both tables identical."""
+    market = SimulatedMarket(seed=5, n_symbols=300, end=AS_OF)
+    # 0.4 s per request, 2 at a time: the backfill lasts ~12 s, so the second scan arrives while it runs
+    with PolygonServer(market, api_key="pk_conc_TEST", today=AS_OF, latency_ms=400) as server:
+        data = use_loopback_polygon(server, "pk_conc_TEST", TECHNIC_MAX_CONCURRENCY="2", TECHNIC_DETAILS_PER_SCAN="0")
+        config = {"as_of": AS_OF, "lookback_days": LOOKBACK, "allow_short_history": True, "max_symbols": 300}
+        procs = [start_scan(config, tmp_path / f"out{i}.parquet") for i in range(2)]
+        try:
+            outs = [finish(p, timeout=300) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        per_day = Counter(server.requests.paths("grouped_daily"))
     a, b = (pd.read_parquet(tmp_path / f"out{i}.parquet") for i in range(2))
-    assert len(a) > 100
+    assert len(a) > 50
     pd.testing.assert_frame_equal(a, b)
+    assert len(per_day) == LOOKBACK and set(per_day.values()) == {1}, per_day  # the backfill happened once
+    grouped = sorted(o["api_calls_by_endpoint"].get("grouped_daily", 0) for o in outs)
+    assert grouped == [0, LOOKBACK], grouped  # one scan fetched all, the other none
     assert all(o["missing_days"] == {} for o in outs)
-    # between them the two scans fetched every day at least once and at most twice; the store holds each once
-    grouped = [o["api_calls_by_endpoint"].get("grouped_daily", 0) for o in outs]
-    assert LOOKBACK < sum(grouped) <= 2 * LOOKBACK, f"the scans did not overlap: {grouped}"
-    store = BarStore(sim_env)
-    assert len(store.stored_days()) == LOOKBACK
-    assert not list(sim_env.rglob(".tmp-*")), "a temp file was left behind"
-    # a third scan afterwards sees a whole store and the same table
-    third = run_scan_output(ScanConfig.build(**config))
-    assert third.summary["metrics"]["api_calls_by_endpoint"].get("grouped_daily", 0) == 0
-    pd.testing.assert_frame_equal(third.results, a)
-    print(f"\nconcurrent scans: grouped-daily calls {grouped}, {len(a)} rows each, identical")
+    assert len(BarStore(data).stored_days()) == LOOKBACK
+    assert not list(data.rglob(".tmp-*")), "a temp file was left behind"
+    print(f"\nconcurrent cold scans: grouped-daily requests at the server {sum(per_day.values())} for {LOOKBACK} "
+          f"days (per scan {grouped}), {len(a)} rows each, identical")
 
 
 def test_store_lock_contention_times_out_with_a_clear_message(tmp_path):

@@ -24,7 +24,7 @@ from technic_v4.errors import ConfigError, DataSourceError
 from technic_v4.api import ScanConfig, run_scan, run_scan_output
 from technic_v4.store.bar_store import BarStore
 from tests.support.polygon_server import PolygonServer
-from tests.support.processes import ROOT, child_env
+from tests.support.processes import ROOT, child_env, reseal_day
 
 AS_OF = dt.date(2026, 10, 12)
 LOOKBACK = 30
@@ -254,6 +254,7 @@ def test_bad_bars_in_the_store_are_quarantined_by_name_and_the_scan_goes_on(pref
     table = pq.read_table(store._day_dir(day) / "bars.parquet").schema
     pq.write_table(pa.Table.from_pandas(frame.assign(date=day)[table.names], schema=table, preserve_index=False),
                    store._day_dir(day) / "bars.parquet")
+    reseal_day(store, day)  # as if the source had delivered these bars
 
     out = scan(max_symbols=400, reuse_scores=False)
     q = pd.DataFrame(out.summary["quarantine"])
@@ -280,6 +281,7 @@ def test_duplicate_rows_in_the_store_are_reported(prefect_api, sim_env):
     sym = clean.results["Symbol"].iloc[0]
     dup = frame[frame["symbol"] == sym].assign(close=lambda f: f["close"] * 1.5, high=lambda f: f["high"] * 1.5)
     pq.write_table(pa.Table.from_pandas(pd.concat([frame, dup]), schema=table.schema, preserve_index=False), path)
+    reseal_day(store, day)
     out = scan(max_symbols=400)
     q = pd.DataFrame(out.summary["quarantine"])
     assert len(q) and (sym, day.isoformat()) in set(zip(q["symbol"], q["date"]))

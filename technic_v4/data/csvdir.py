@@ -43,13 +43,14 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.calendar import is_trading_day, xnys
-from technic_v4.data.columns import DAY_COLUMNS, INDEX_ETFS, REFERENCE_COLUMNS, SPLIT_COLUMNS, conform, empty_frame
+from technic_v4.data.columns import DAY_COLUMNS, SPLIT_COLUMNS, conform, empty_frame
+from technic_v4.data.csvref import TICKER, header_columns, read_text, listing_frame, read_reference_file
 from technic_v4.data.source import MarketDataSource
 from technic_v4.errors import DataSourceError
 
 REFERENCE_FILE = "_reference.csv"  # the leading "_" can never be a ticker, so it never passes for a symbol file
+# (its format: technic_v4.data.csvref)
 SUFFIXES = (".csv.gz", ".csv")
-_TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 PRICE_FIELDS = ("open", "high", "low", "close")
 BAR_COLUMNS = ("date", "open", "high", "low", "close", "volume")  # what a symbol file gives the store
 REQUIRED = BAR_COLUMNS
@@ -65,23 +66,11 @@ HEADER_ALIASES: dict[str, str] = {
     **dict.fromkeys(("volume", "vol", "v"), "volume"),
     **dict.fromkeys(("name", "ticker", "symbol"), "symbol"),
 }
-REFERENCE_ALIASES: dict[str, str] = {
-    **dict.fromkeys(("symbol", "ticker"), "symbol"),
-    **dict.fromkeys(("name", "company", "companyname", "security"), "name"),
-    **dict.fromkeys(("sector", "gicssector"), "sector"),
-    **dict.fromkeys(("industry", "gicssubindustry", "subindustry"), "industry"),
-    **dict.fromkeys(("sharesoutstanding", "shares"), "shares_outstanding"),
-    "type": "type",
-}
 # rows rejected at import (they never reach the store), by rule
 BAD_DATE, NOT_A_SESSION, DUPLICATE_DATE, NOT_A_NUMBER = "bad_date", "not_a_session", "duplicate_date", "not_a_number"
-REJECT_RULES = (BAD_DATE, NOT_A_SESSION, DUPLICATE_DATE, NOT_A_NUMBER)
+OUTSIDE_CALENDAR = "outside_calendar"  # before/after the XNYS calendar's range (exchange-calendars: ~20 years back)
+REJECT_RULES = (BAD_DATE, OUTSIDE_CALENDAR, NOT_A_SESSION, DUPLICATE_DATE, NOT_A_NUMBER)
 NA_TEXT = ("", "NaN", "nan", "NA", "N/A", "null", "NULL", "None", "-")  # an empty field, as exports write it
-MAX_EXAMPLES = 3
-
-
-def normalise_header(name: str) -> str:
-    return re.sub(r"[\s_\-/.]", "", str(name).strip().lower())
 
 
 def ticker(text: str) -> str:
@@ -96,7 +85,7 @@ def symbol_for(path: Path) -> str | None:
     for suffix in SUFFIXES:
         if name.lower().endswith(suffix):
             stem = ticker(name[: -len(suffix)])
-            return stem if _TICKER.match(stem) else None
+            return stem if TICKER.match(stem) else None
     return None
 
 
@@ -142,37 +131,23 @@ class ParsedFile:
     not_numbers: list[dict] = field(default_factory=list)  # {line, date, rule, value}: fields read as NaN
 
 
-def _read_text(path: Path, data: bytes | None) -> str:
-    raw = path.read_bytes() if data is None else data
-    if path.name.lower().endswith(".gz"):
-        raw = gzip.decompress(raw)
-    return raw.decode("utf-8-sig")
-
-
-def _columns(headers, aliases: dict[str, str], path: Path) -> dict[str, str]:
-    """field -> the file's header for it; a header that two columns share is an error naming the file."""
-    found: dict[str, str] = {}
-    for header in headers:
-        name = aliases.get(normalise_header(header))
-        if name is None:
-            continue
-        if name in found:
-            raise DataSourceError(f"{path}: columns {found[name]!r} and {header!r} both mean {name!r}; keep one")
-        found[name] = header
-    return found
-
-
 _AWARE = re.compile(r"(?:[+-]\d\d:?\d\d|Z)$")
 
 
 def _to_dates(text: pd.Series, **how) -> pd.Series:
     """Session dates (midnight); a timestamp with a UTC offset counts in New York time (05:00Z is that day's midnight)."""
-    aware = text.str.contains(_AWARE) if text.str.endswith("Z").any() or text.str.contains(":").any() else None
-    if aware is None or not aware.any():
-        parsed = pd.to_datetime(text, errors="coerce", **how)
-    else:
+    parsed = None
+    if not (len(text) and (_AWARE.search(text.iat[0]) or _AWARE.search(text.iat[-1]))):
+        try:  # the common case, plain dates: one vectorized parse
+            parsed = pd.to_datetime(text, errors="coerce", **how)
+        except (ValueError, TypeError):
+            parsed = None
+        if parsed is not None and parsed.dtype.kind != "M":  # naive and aware values mixed
+            parsed = None
+    if parsed is None:
+        aware = text.str.contains(_AWARE)
         parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-        parsed[~aware] = pd.to_datetime(text[~aware], errors="coerce", **how)
+        parsed[~aware] = pd.to_datetime(text[~aware], errors="coerce", **how).astype("datetime64[ns]")
         parsed[aware] = (pd.to_datetime(text[aware], errors="coerce", utc=True, **how)
                          .dt.tz_convert("America/New_York").dt.tz_localize(None))
     days = parsed.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype("datetime64[ns]")  # midnight
@@ -181,11 +156,11 @@ def _to_dates(text: pd.Series, **how) -> pd.Series:
 
 def _session_dates(values: pd.Series) -> pd.Series:
     """Dates (datetime64[ns], midnight) from ISO dates or timestamps; NaT when unparseable."""
-    text = values.astype(str).str.strip()
+    text = values.astype(str)
     parsed = _to_dates(text, format="ISO8601")
-    retry = parsed.isna() & (text != "")
-    if retry.any():  # 08/13/2012, 13-Aug-2012 ...: the slow parser only for the rows ISO 8601 could not read
-        parsed[retry] = _to_dates(text[retry], format="mixed")
+    retry = parsed.isna() & (text.str.strip() != "") if parsed.isna().any() else None
+    if retry is not None and retry.any():  # 08/13/2012, 13-Aug-2012 ...: the slow parser only for what ISO 8601 missed
+        parsed[retry] = _to_dates(text[retry].str.strip(), format="mixed")
     return parsed
 
 
@@ -201,11 +176,11 @@ def read_symbol_file(path: Path, symbol: str | None = None, data: bytes | None =
     path = Path(path)
     symbol = symbol or symbol_for(path)
     try:
-        text = _read_text(path, data)
+        text = read_text(path, data)
         if not text.strip():
             raise pd.errors.EmptyDataError("no header")
         headers = next(csv.reader([text.partition("\n")[0].strip()]), [])
-        cols = _columns(headers, HEADER_ALIASES, path)
+        cols = header_columns(headers, HEADER_ALIASES, path)
         missing = [c for c in REQUIRED if c not in cols]
         if missing:
             raise DataSourceError(f"{path}: no column for {missing}; found {headers} (expected "
@@ -245,6 +220,9 @@ def read_symbol_file(path: Path, symbol: str | None = None, data: bytes | None =
     if ok.any():
         sessions = _all_sessions()
         values = dates.to_numpy()
+        outside = ok & ((values < sessions[0]) | (values > sessions[-1]))  # the exchange calendar knows no sessions there
+        reject(outside, OUTSIDE_CALENDAR, raw[cols["date"]])
+        ok &= ~outside
         at = np.clip(np.searchsorted(sessions, values), 0, len(sessions) - 1)
         not_session = ok & (sessions[at] != values)
         reject(not_session, NOT_A_SESSION, raw[cols["date"]])
@@ -268,56 +246,6 @@ def read_symbol_file(path: Path, symbol: str | None = None, data: bytes | None =
     bars = bars.sort_values("date", kind="stable", ignore_index=True)
     rejects.sort(key=lambda r: r["line"])
     return ParsedFile(symbol=symbol, bars=bars, rows=len(raw), rejects=rejects, not_numbers=not_numbers)
-
-
-def read_reference_file(path: Path, data: bytes | None = None) -> pd.DataFrame:
-    """The optional reference file -> REFERENCE_COLUMNS (unknown fields None/NaN); DataSourceError naming the file."""
-    path = Path(path)
-    try:
-        raw = pd.read_csv(io.StringIO(_read_text(path, data)), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataSourceError(f"{path}: not a readable CSV file ({type(exc).__name__}: {exc})") from None
-    cols = _columns(raw.columns, REFERENCE_ALIASES, path)
-    if "symbol" not in cols:
-        raise DataSourceError(f"{path}: no symbol column; found {list(raw.columns)} "
-                              "(expected symbol,name,sector,industry,shares_outstanding)")
-    out = pd.DataFrame({"symbol": raw[cols["symbol"]].str.strip().str.upper()})
-    for name in ("name", "sector", "industry", "type"):
-        out[name] = raw[cols[name]].str.strip().replace("", None) if name in cols else None
-    if "shares_outstanding" in cols:
-        text = raw[cols["shares_outstanding"]].str.strip().str.replace(",", "", regex=False)
-        shares = pd.to_numeric(text, errors="coerce")
-        bad = shares.isna() & (text != "")
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataSourceError(f"{path}: line {i + 2}: shares_outstanding {raw[cols['shares_outstanding']].iat[i]!r} "
-                                  f"is not a number ({int(bad.sum())} such rows)")
-        out["shares_outstanding"] = shares.to_numpy(dtype=float)
-    else:
-        out["shares_outstanding"] = np.nan
-    bad = ~out["symbol"].str.match(_TICKER)
-    if bad.any():
-        raise DataSourceError(f"{path}: not ticker symbols: {sorted(out.loc[bad, 'symbol'])[:MAX_EXAMPLES]}")
-    if out["symbol"].duplicated().any():
-        raise DataSourceError(f"{path}: symbols listed twice: {sorted(out.loc[out['symbol'].duplicated(), 'symbol'])[:5]}")
-    return out
-
-
-def listing_frame(symbols: list[str], reference: pd.DataFrame | None) -> pd.DataFrame:
-    """REFERENCE_COLUMNS for the symbols that have a file, with what the reference file knows of them (the name is
-    the ticker when it gives none: a listed symbol always has a name)."""
-    ref = reference.set_index("symbol") if reference is not None and len(reference) else None
-    rows = []
-    for s in symbols:
-        known = ref.loc[s] if ref is not None and s in ref.index else None
-        get = (lambda k: known[k]) if known is not None else (lambda k: None)
-        rows.append({
-            "symbol": s, "name": get("name") or s, "type": get("type") or ("ETF" if s in INDEX_ETFS else "CS"),
-            "active": True, "primary_exchange": None, "sic_code": None, "sector": get("sector"),
-            "industry": get("industry"), "list_date": None,
-            "shares_outstanding": np.nan if known is None else float(known["shares_outstanding"]),
-        })
-    return conform(pd.DataFrame(rows, columns=list(REFERENCE_COLUMNS)), REFERENCE_COLUMNS)
 
 
 # ---- every bar of the folder, served a day at a time ---------------------------------------------------------------------

@@ -21,9 +21,10 @@ from itertools import groupby
 
 from technic_v4.calendar import NY
 from technic_v4.data.source import MarketDataSource
-from technic_v4.errors import AuthError, DataSourceError
+from technic_v4.errors import AuthError, BadResponse, DataSourceError, DeadlineExceeded, StoreCorruption
 from technic_v4.heap import release_free_memory
 from technic_v4.store.bar_store import BarStore
+from technic_v4.store.panel_cache import PanelCache
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,10 @@ async def ensure_days(
         nonlocal done
         try:
             frame = await source.grouped_daily(day)
-        except AuthError:
-            raise  # a bad key or plan is not a broken day: fail the scan now with the server's message
+        except (AuthError, DeadlineExceeded, BadResponse):
+            # a bad key or plan, a server that does not answer within the deadline or answers HTML, is not a broken
+            # day: fail the scan now with the server's message (every other day would meet the same)
+            raise
         except DataSourceError as exc:
             report.failed[day.isoformat()] = str(exc)
             log.warning("grouped daily %s failed: %s", day, exc)
@@ -213,3 +216,23 @@ def require_days(report: BarsReport, as_of: dt.date) -> None:
     if not report.days:
         failed = "; ".join(f"{d}: {m}" for d, m in sorted(report.failed.items())[:10]) or "nothing was stored"
         raise DataSourceError(f"no trading days could be loaded for {as_of}; failed: {failed}")
+
+
+def set_aside_damaged(store: BarStore, days: list[dt.date], *, panel_cache: bool) -> dict[dt.date, str]:
+    """Check the day files the panel load will read (those the panel cache does not serve; all of them without the
+    cache) before the fetch stage, and set aside each damaged one so the fetch refetches it. Returns {day: problem}.
+    Days the cache serves are not read, so they are not hashed: a warm scan checks the one new day."""
+    to_read = PanelCache(store).days_to_read(days) if panel_cache else [d for d in days if store.has_day(d, False)]
+    damaged = {d: problem for d in to_read if (problem := store.damaged(d)) is not None}
+    for day, problem in damaged.items():
+        store.set_aside(day, problem)
+    return damaged
+
+
+def require_repaired(store: BarStore, damaged: dict[dt.date, str], failed: dict[str, str]) -> None:
+    """A damaged day the fetch could not store again fails the scan, naming the file and the fix: a table without
+    that day would differ from a clean scan's."""
+    lost = {d: p for d, p in damaged.items() if not store.has_day(d, final_only=False)}
+    if lost:
+        why = {d.isoformat(): failed.get(d.isoformat(), "not stored again") for d in lost}
+        raise StoreCorruption(store.corruption_message(lost, refetch_failed=why))

@@ -12,7 +12,7 @@ SIM_BANNER = "SIMULATED DATA — deterministic simulated market, not real quotes
 LIST_LIMIT = 25
 
 # What a trader reads first; the full table stays in the published CSV/parquet.
-TOP_COLUMNS = ["Symbol", "Signal", "TechRating", "Close", "Entry", "Stop", "Target", "RewardRisk", "Sector",
+TOP_COLUMNS = ["Symbol", "Signal", "TechRating", "LearnedRating", "Close", "Entry", "Stop", "Target", "RewardRisk", "Sector",
                "RSI14", "ret_21d", "ATR14_pct", "MarketCap_B"]
 PERCENT_COLUMNS = ("ret_21d", "ATR14_pct", "pct_from_52w_high")
 
@@ -38,13 +38,17 @@ def seconds(s: float) -> str:
     return f"{s:.2f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def ranked_by(results: pd.DataFrame) -> str:
+    """The rating a results table is ranked by: LearnedRating when the learned rating ran, else TechRating."""
+    return "LearnedRating" if "LearnedRating" in results and results["LearnedRating"].notna().any() else "TechRating"
+
+
 def top_table(results: pd.DataFrame, n: int = 50, columns: list[str] | None = None) -> list[dict]:
-    """The first `n` rows as JSON-safe records with the trader's columns (or `columns`), rounded (prices 2 dp, % 1 dp,
-    cap in $B)."""
+    """The first `n` rows as JSON-safe records with the trader's columns (or `columns`), rounded (prices 2 dp, % 1 dp, cap in $B)."""
     top = results.head(n).copy()
     if "MarketCap" in top:
         top["MarketCap_B"] = top["MarketCap"] / 1e9
-    cols = [c for c in (columns or TOP_COLUMNS) if c in top]
+    cols = [c for c in (columns or TOP_COLUMNS) if c in top and not (c == "LearnedRating" and top[c].isna().all())]
     out = top[cols].copy()
     for c in cols:
         if c in PERCENT_COLUMNS:
@@ -84,6 +88,10 @@ def data_lines(s: ScanSummary) -> list[str]:
             f"rows rejected: {counts_text(imp['rows_rejected'])}; empty fields (stored as NaN, a bar without a price "
             f"is quarantined): {counts_text(imp['empty_fields'])}; zero-volume rows {imp['zero_volume']}"
             + (f"; skipped files: {short_list(imp['skipped'], 5)}" if imp["skipped"] else "")
+            + (f"; {imp['sessions_replaced']} stored sessions another source wrote replaced by the files' bars"
+               if imp.get("sessions_replaced") else "")
+            + ("; splits another source stored forgotten (the files are split-adjusted)"
+               if imp.get("splits_dropped") else "")
             + ("" if imp["reference_file"] else "; no reference file: names, sectors, shares outstanding unknown"))
     return lines
 
@@ -96,7 +104,11 @@ def universe_lines(s: ScanSummary) -> list[str]:
         lines.append(f"market cap unknown for {unknown:,} symbols (kept, flagged MarketCapUnknown); "
                      f"{s.reference.get('details_fetched', 0)} details fetched this scan, "
                      f"{s.reference.get('details_still_missing', 0):,} still to fetch")
-    if h := s.short_history:
+    if (h := s.short_history) and h.get("source_starts"):
+        lines.append(f"only {h['sessions']} of {h['lookback_days']} sessions exist: the source has no bars before "
+                     f"{h['source_starts']} (an as-of earlier in its history); {h['rows']:,} rows lack 52-week "
+                     f"values: {short_list(h['symbols'])}. A later --as-of gives the full window")
+    elif h:
         lines.append(f"first scan on a rate-limited plan loaded {h['sessions']} of {h['lookback_days']} sessions; "
                      f"{h['rows']:,} rows lack 52-week values (a missing day in the window): "
                      f"{short_list(h['symbols'])}; the next scan fetches the older sessions")
@@ -114,7 +126,7 @@ def format_message(s: ScanSummary) -> str:
         f"scan as of {s.as_of} | source {s.source} | regime {s.regime}",
         f"universe {s.prescreen['universe']:,} -> kept {s.prescreen['kept']:,} | filtered "
         + counts_text(s.prescreen["filtered"]),
-        "signals " + counts_text(s.signals),
+        "signals " + counts_text(s.signals) + (f" | rating {s.rating['note']}" if s.rating else ""),
         f"scored {m.symbols_scored:,} | reused {m.symbols_reused:,} (unchanged bars) | quarantined bars "
         f"{m.bars_quarantined} | invalid result rows {m.invalid_rows}",
         f"API calls {m.api_calls} (retries {m.api_retries}; {counts_text(m.api_calls_by_endpoint)})"
@@ -196,7 +208,7 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame, metrics: bool = True)
     if s.simulated:
         parts.append(f"> **{SIM_BANNER}**")
     parts.append(f"**Regime:** {s.regime}  \n**Source:** {s.source}  \n**Configuration {s.config_key}:** "
-                 f"{config_text(s.settings)}")
+                 f"{config_text(s.settings)}" + (f"  \n**Rating:** {s.rating['note']}" if s.rating else ""))
     parts.append("## Prescreen\n| reason | filtered |\n|---|---|\n" + "\n".join(
         f"| {k} | {v:,} |" for k, v in s.prescreen["filtered"].items()
     ) + f"\n| **kept** | **{s.prescreen['kept']:,}** of {s.prescreen['universe']:,} |")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from technic_v4.pipeline.charts import ChartsReport
-from technic_v4.pipeline.publish import results_dir
+from technic_v4.pipeline.publish import results_dir, run_dir
 from technic_v4.pipeline.report import SIM_BANNER, counts_text, short_list, top_table
 from technic_v4.pipeline.summary import ScanSummary
 
@@ -52,8 +52,8 @@ SIGNAL_CLASS = {"Strong Long": "SL", "Long": "L", "Short": "S", "Strong Short": 
 
 
 def run_folder(data_dir: Path, run_id: str) -> Path:
-    """results/runs/<run_id>/: this run's charts/ and report.html (the per-run folder of issue 24)."""
-    return results_dir(data_dir) / "runs" / run_id
+    """results/runs/<run_id>/: this run's charts/ and report.html (pipeline.publish.run_dir, the one home)."""
+    return run_dir(data_dir, run_id)
 
 
 def _cell(v) -> str:

@@ -34,7 +34,13 @@ class ScanRuntime:
         return config_key(self.config, self.source_id)
 
     def lookback_days(self) -> list[dt.date]:
-        return previous_trading_days(self.as_of, self.config.lookback_days)
+        return self.within_data(previous_trading_days(self.as_of, self.config.lookback_days))
+
+    def within_data(self, days: list[dt.date]) -> list[dt.date]:
+        """`days` from the data's first session on: a CSV folder starts with its files, so an earlier session is not
+        a missing day to ask for and report (other sources: all of `days`)."""
+        first = self.data_import.get("first_session")
+        return [d for d in days if d >= dt.date.fromisoformat(first)] if first else days
 
     def history_and_live_day(self, today: dt.date | None = None) -> tuple[list[dt.date], dt.date | None]:
         """Closed sessions to load, plus today's unfinished session for an intraday scan during a session day."""
@@ -59,7 +65,8 @@ def open_runtime(config: ScanConfig) -> ScanRuntime:
     if config.csv_dir is not None:
         overrides["csv_dir"] = config.csv_dir
     settings = load_settings(**overrides)
-    name = resolve_source_name(settings, config.data_source)
+    # a folder given for this scan means the csv source (unless another is named)
+    name = resolve_source_name(settings, config.data_source or ("csv" if config.csv_dir is not None else None))
     store = BarStore(settings.data_dir, lock_timeout=settings.lock_timeout)
     source = make_source(settings, name)
     data_end, data_import = prepare_source(source, store)

@@ -12,14 +12,13 @@ from pydantic import (
     model_validator,
 )
 
-from technic_v4.config import DataSourceName, build_model
+from technic_v4.config import TICKER, DataSourceName, build_model
 from technic_v4.pipeline.scan_form import form_schema
 from technic_v4.domain.scoring.score import SIGNALS
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 from technic_v4.pipeline.screens.model import valid_names, valid_where, with_screens
 
 SignalName = Literal[SIGNALS]  # the names score.py gives
-_TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 
 class ScanConfig(BaseModel):
@@ -51,7 +50,7 @@ class ScanConfig(BaseModel):
     )
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
-    csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR (the folder the csv source reads)")
+    csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR; given alone, it also picks the csv source")
     where: str | None = Field(
         None, description="Screen expression over the result columns, e.g. RSI14 < 30 and Close > SMA200 (README: Screens)"
     )
@@ -62,6 +61,9 @@ class ScanConfig(BaseModel):
         12, ge=0, le=200, description="Charts of the top N rows of each published table, in the report and the "
         "Prefect UI (0 = no charts)"
     )
+    rating: Literal["tech", "learned"] = Field(
+        "tech", description="tech: TechRating ranks and signals; learned: the newest walk-forward model trained before "
+        "as_of (fit by `technic evaluate --rating learned`) fills LearnedRating and the signals, TechRating if none")
     plan_rule: Literal[PLAN_RULES] = Field(  # type: ignore[valid-type]
         DEFAULT_PLAN_RULE, description="Trade plans: atr (stop 2·ATR, target 3·ATR) or structure (swing stop with an "
         "ATR floor/cap, next-resistance or 2R target); see docs/columns.md")
@@ -84,7 +86,7 @@ class ScanConfig(BaseModel):
     @classmethod
     def _check_tickers(cls, v: list[str]) -> list[str]:
         out = [s.strip().upper() for s in v]
-        bad = [s for s in out if not _TICKER.match(s)]
+        bad = [s for s in out if not TICKER.match(s)]
         if bad:
             raise ValueError(f"not ticker symbols: {bad}")
         return list(dict.fromkeys(out))

@@ -28,6 +28,8 @@ def config_key(config, source_id: str) -> str:
     """A short stable name for the configuration: source + every result-changing field."""
     payload = {name: getattr(config, name) for name in RESULT_FIELDS}
     payload["source"] = source_id
+    if getattr(config, "rating", "tech") != "tech":  # only then: the default's keys stay what they were
+        payload["rating"] = config.rating
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -68,6 +68,7 @@ class ScanSummary:
     screens: dict[str, dict] = field(default_factory=dict)  # name -> rows, where, new/dropped/flipped, paths
     settings: dict = field(default_factory=dict)  # the run's result settings and signals filter (config_text)
     seen: dict = field(default_factory=dict)  # charts, report.html, events and alerts of this run (flows/present.py)
+    rating: dict = field(default_factory=dict)  # which rating ran (pipeline/learned_rating.apply_rating)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +79,8 @@ def signal_counts(results: pd.DataFrame) -> dict[str, int]:
 
 
 def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, previous, previous_as_of: str | None,
-                  calls: dict, reference_info: dict, plan, scored, invalid_rows: int) -> ScanSummary:
+                  calls: dict, reference_info: dict, plan, scored, invalid_rows: int,
+                  rating: dict | None = None) -> ScanSummary:
     """The one place a scan's summary is put together from its stages' outputs (see flows/scan.py)."""
     workers, bars, live_day = scored.workers, fetched.bars, fetched.live_day
     metrics = ScanMetrics(
@@ -122,18 +124,25 @@ def build_summary(*, run, flow_run_id: str, fetched, regime, screened, results, 
         metrics=metrics,
         previous_as_of=previous_as_of,
         provisional_days=list(bars.provisional),
-        short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback),
+        short_history=_short_history(results, loaded=len(bars.days), lookback=fetched.lookback,
+                                     first=bars.days[0] if bars.days else None, failed=bars.failed),
         data_import=dict(getattr(run, "data_import", {}) or {}),
         settings=run.config.model_dump(mode="json", include={*RESULT_FIELDS, "signals"}),
+        rating=rating or {},
     )
 
 
-def _short_history(results, *, loaded: int, lookback: int) -> dict:
-    """A rate-limited first scan loads fewer sessions than asked: which rows lack the 52-week values."""
+def _short_history(results, *, loaded: int, lookback: int, first=None, failed: dict | None = None) -> dict:
+    """Fewer sessions than asked: which rows lack the 52-week values, and why — a rate-limited first scan (the next
+    scans fetch the rest) or a source without older sessions (every day before the first loaded one came back
+    empty: an as-of before the source's history; no later scan can fetch them)."""
     if loaded >= lookback:
         return {}
     short = results.loc[results["pct_from_52w_high"].isna(), "Symbol"]
-    return {"sessions": loaded, "lookback_days": lookback, "rows": len(short), "symbols": sorted(short)[:50]}
+    older = [d for d in (failed or {}) if first is not None and d < first.isoformat()]
+    before_source = bool(older) and all("no bars returned" in failed[d] for d in older)
+    return {"sessions": loaded, "lookback_days": lookback, "rows": len(short), "symbols": sorted(short)[:50],
+            **({"source_starts": first.isoformat()} if before_source else {})}
 
 
 @dataclass

@@ -284,17 +284,15 @@ async def refresh_splits(store: BarStore, source: MarketDataSource, as_of: dt.da
     """
     known = store.read_splits()
     known = empty_frame(SPLIT_COLUMNS) if known is None else known
-    state = store.read_state("splits") or {}
-    since = dt.date.fromisoformat(state["checked_through"]) - dt.timedelta(days=7) if "checked_through" in state else None
+    # coverage is read from the splits file itself: without it (reference/ deleted) every split is asked again
+    checked = store.splits_checked_through()
+    since = checked - dt.timedelta(days=7) if checked is not None else None
     fresh = conform(await source.splits(since=since), SPLIT_COLUMNS)
     fresh = fresh[fresh["execution_date"] <= pd.Timestamp(as_of)]
     key = ["symbol", "execution_date"]
     merged = pd.concat([known, fresh], ignore_index=True).drop_duplicates(subset=key, keep="last")
     new_keys = set(map(tuple, fresh[key].itertuples(index=False))) - set(map(tuple, known[key].itertuples(index=False)))
     changed = sorted({sym for sym, _ in new_keys})
-    if changed or known.empty:
-        with store.lock():
-            store.write_splits(merged.sort_values(key, ignore_index=True))
-    with store.lock():
-        store.write_state("splits", {"checked_through": as_of.isoformat()})
+    with store.lock():  # a small file; rewritten every scan because it carries checked_through
+        store.write_splits(merged.sort_values(key, ignore_index=True), checked_through=max(as_of, checked or as_of))
     return merged, changed

@@ -22,6 +22,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,14 +31,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from technic_v4.data.csvdir import (
-    BAR_COLUMNS, CsvBars, PRICE_FIELDS, combine, list_folder, listing_frame, read_reference_file, read_symbol_file,
-)
+from technic_v4.data.columns import SPLIT_COLUMNS, empty_frame
+from technic_v4.data.csvdir import BAR_COLUMNS, CsvBars, PRICE_FIELDS, combine, list_folder, read_symbol_file
+from technic_v4.data.csvref import listing_frame, read_reference_file
 from technic_v4.store.atomic import atomic_write, atomic_write_text
 from technic_v4.store.bar_store import BarStore
 
 FORMAT = 1
+OWNER_STATE = "csv_import_owner"  # the import that last fed the store's day files
 MAX_LISTED = 20  # rejected rows / changed names listed in the report (all are counted)
+PARSE_THREADS = 4
 
 
 def import_id(folder: Path) -> str:
@@ -66,6 +69,8 @@ class ImportReport:
     last_session: str | None = None
     symbols_late_start: int = 0  # files that start after the folder's first session (IPOs, spin-offs)
     sessions_changed: int = 0  # sessions dropped from the bar store to be served again
+    sessions_replaced: int = 0  # stored sessions another source or CSV folder had written, dropped to be served again
+    splits_dropped: bool = False  # splits another source had stored were forgotten (the files are split-adjusted)
     reference_file: bool = False
     reference_rows: int = 0
     reference_changed: bool = False
@@ -77,6 +82,20 @@ class ImportReport:
 
 def _sha1(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
+
+
+def _same_stat(entry: dict | None, path: Path, stat) -> bool:
+    return bool(entry) and entry["name"] == path.name and (entry["size"], entry["mtime_ns"]) == (stat.st_size,
+                                                                                               stat.st_mtime_ns)
+
+
+def _read(path: Path, symbol: str, entry: dict | None):
+    """(sha1 of the file, its ParsedFile, or None when the bytes are those already imported)."""
+    data = path.read_bytes()
+    digest = _sha1(data)
+    if entry and entry["sha1"] == digest:
+        return digest, None
+    return digest, read_symbol_file(path, symbol, data)  # DataSourceError naming the file
 
 
 def _changed_sessions(old: pd.DataFrame | None, new: pd.DataFrame | None) -> np.ndarray:
@@ -122,20 +141,22 @@ class CsvImport:
             old_files: dict = manifest["files"]
             files: dict = {}
             parsed: dict[str, pd.DataFrame] = {}  # symbol -> its new bars (new or changed files only)
+            stats = {symbol: path.stat() for symbol, path in listing.files.items()}
+            opened = [s for s, p in listing.files.items() if not _same_stat(old_files.get(s), p, stats[s])]
+            # decompressing and parsing release the GIL for much of the time: a few threads use both cores
+            with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
+                results = dict(zip(opened, pool.map(lambda s: _read(listing.files[s], s, old_files.get(s)), opened)))
             for symbol, path in listing.files.items():
-                stat = path.stat()
-                entry = old_files.get(symbol)
-                if entry and entry["name"] == path.name and (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+                stat, entry = stats[symbol], old_files.get(symbol)
+                if symbol not in results:
                     files[symbol] = entry
                     report.files_unchanged += 1
                     continue
-                data = path.read_bytes()
-                digest = _sha1(data)
-                if entry and entry["sha1"] == digest:  # a copy or a touch: same bytes, nothing to parse
+                digest, one = results[symbol]
+                if one is None:  # a copy or a touch: the same bytes, not parsed
                     files[symbol] = {**entry, "name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
                     report.files_unchanged += 1
                     continue
-                one = read_symbol_file(path, symbol, data)  # DataSourceError naming the file
                 parsed[symbol] = one.bars
                 files[symbol] = {
                     "name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha1": digest,
@@ -162,11 +183,21 @@ class CsvImport:
                 kept = old[~old["symbol"].isin(gone)] if old is not None else None
                 table = combine(parsed, kept)
                 sessions = int(table["date"].nunique())
+            foreign = self._foreign_days(table, first_import=not old_files)
+            report.sessions_replaced = len(foreign)
             # the bar store forgets the changed sessions (and the listing) before the manifest says they are imported
-            for day in changed.tolist():
+            for day in sorted(set(changed.tolist()) | foreign):
                 self.store.delete_day(day)
-            if report.reference_changed or set(files) != set(old_files):
+            if report.reference_changed or set(files) != set(old_files) or foreign:
                 self.store.drop_reference()
+            owner = {"import": self.root.name, "folder": str(self.folder)}
+            if self.store.read_state(OWNER_STATE) != owner and self.store.read_splits() is not None:
+                # splits another source recorded would adjust these split-adjusted files a second time (AAPL's 7:1
+                # of 2014); the next source to ask fetches its splits again (one call)
+                self.store.write_splits(empty_frame(SPLIT_COLUMNS))
+                self.store.write_state("splits", {})
+                report.splits_dropped = True
+            self.store.write_state(OWNER_STATE, owner)
             if table is not None:
                 arrow = pa.Table.from_pandas(table, preserve_index=False)
                 atomic_write(self.bars_path, lambda p: pq.write_table(arrow, p, compression="zstd"))
@@ -181,6 +212,24 @@ class CsvImport:
         bars = CsvBars((lambda: table) if table is not None else self._read_bars, listed, first, last)
         report.seconds = round(time.perf_counter() - started, 3)
         return bars, report
+
+    def _foreign_days(self, table: pd.DataFrame | None, first_import: bool) -> set[dt.date]:
+        """Stored sessions of this folder's span that another source or another CSV folder wrote (one data dir fed
+        by the simulated market, Polygon or a second folder): they are not this folder's bars, so they go."""
+        owner = self.store.read_state(OWNER_STATE) or {}
+        if not self.store.bars_dir.is_dir():
+            return set()
+        if table is None:
+            table = pq.read_table(self.bars_path, columns=["date"]).to_pandas() if self.bars_path.exists() else None
+        if table is None or not len(table):
+            return set()
+        mine = owner.get("import") == self.root.name and not first_import
+        foreign = set()
+        for day in pd.to_datetime(table["date"].unique()).date:  # one meta read per session of the files
+            info = self.store.day_info(day)
+            if info is not None and (not mine or info.get("source") != "csv"):
+                foreign.add(day)
+        return foreign
 
     def _reference(self, path: Path | None, entry: dict | None, report: ImportReport):
         """(the reference file's frame or None, its manifest entry); parsed again only when its bytes changed."""

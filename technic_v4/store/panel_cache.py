@@ -8,9 +8,13 @@ A warm scan reads the window from here instead of decoding 300 parquet day files
     panel_cache/gen-<id>/present.npy  (days x symbols) bool: a bar was stored (also when its values are NaN)
     panel_cache/gen-<id>/symbols.npy  sorted symbols
 
-Each cached day is keyed on its stored meta.json (fetched_at, final, rows, ...), so a day refetched or turned from
-provisional to final is re-read; a new day is read alone and merged with the still-valid rows. Split adjustment is
-not cached: callers adjust the copy-on-write arrays, so a new split never invalidates anything here. Any unreadable
+Each cached day is keyed on its stored meta.json (fetched_at, final, rows, checksum, ...), so a day refetched or
+turned from provisional to final is re-read; a new day is read alone and merged with the still-valid rows. Split
+adjustment is not cached: callers adjust the copy-on-write arrays, so a new split never invalidates anything here.
+
+Verified before use: a generation's meta holds the checksum of every file in it and a fingerprint of the day metas
+it was built from; a file whose bytes changed (random bytes with the header kept included) or a meta that does not
+match itself makes the generation invalid, and it is rebuilt from the (verified) day files. Any unreadable
 generation falls back to reading the day files, so the cache can only cost time, never change a result.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -28,10 +33,11 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from technic_v4.data.columns import BAR_FIELDS
-from technic_v4.store.atomic import atomic_write_text
+from technic_v4.store.atomic import atomic_write_text, bytes_digest, file_digest, matches_digest, remember_digest, write_error
 from technic_v4.store.bar_store import BarStore
 
-FORMAT = 1
+log = logging.getLogger(__name__)
+FORMAT = 2  # 2: checksums of every file and the fingerprint of the day metas it was built from
 CACHE_DIR = "panel_cache"
 
 
@@ -142,6 +148,11 @@ def day_signatures(store: BarStore, days: list[dt.date]) -> dict[dt.date, str]:
     return out
 
 
+def inputs_fingerprint(days: list[str], sigs: list[str]) -> str:
+    """One digest of what a generation was built from: its days and each day's store meta and file identity."""
+    return bytes_digest(json.dumps([days, sigs]).encode())
+
+
 class PanelCache:
     """Qlib-style: a wrapper over the bar store that only overrides how the window's bars are loaded."""
 
@@ -165,13 +176,22 @@ class PanelCache:
         self._write(raw, sigs)
         return raw
 
+    def days_to_read(self, days: list[dt.date]) -> list[dt.date]:
+        """The stored days among `days` that a load would read from their day files (not served by the cache)."""
+        sigs = day_signatures(self.store, days)
+        old = self._open_current()
+        return [d for d in sorted(sigs) if old is None or old.sigs.get(d) != sigs[d]]
+
     # -- reading --
 
     def _open_current(self) -> _Generation | None:
         try:
             gen = json.loads((self.root / "current.json").read_text())["gen"]
             return _Generation.open(self.root / gen)
-        except (OSError, ValueError, KeyError):  # no cache yet, or a generation removed/truncated under us
+        except FileNotFoundError:  # no cache yet, or a generation removed under us
+            return None
+        except (OSError, ValueError, KeyError) as exc:  # damaged: rebuilt from the day files
+            log.warning("panel cache %s is not valid (%s); rebuilding it from the day files", self.root, exc)
             return None
 
     def _merge(self, old: _Generation | None, sigs: dict[dt.date, str]) -> RawBars:
@@ -214,18 +234,27 @@ class PanelCache:
         name = f"gen-{uuid.uuid4().hex[:12]}"
         tmp = self.root / f".tmp-{name}"
         tmp.mkdir()
+        arrays = {**{f"{f}.npy": a for f, a in raw.fields.items()}, "present.npy": raw.present,
+                  "symbols.npy": raw.symbols.astype(str)}
+        checksums = {}
         try:
-            for f, a in raw.fields.items():
-                np.save(tmp / f"{f}.npy", a)
-            np.save(tmp / "present.npy", raw.present)
-            np.save(tmp / "symbols.npy", raw.symbols.astype(str))
-            meta = {"format": FORMAT, "days": [d.isoformat() for d in sorted(sigs)],
-                    "sigs": [sigs[d] for d in sorted(sigs)], "duplicates": raw.duplicates}
+            for file, a in arrays.items():
+                try:
+                    np.save(tmp / file, a)
+                except OSError as exc:
+                    raise write_error(tmp / file, exc, need_bytes=a.nbytes) from exc
+                checksums[file] = file_digest(tmp / file)
+            days = [d.isoformat() for d in sorted(sigs)]
+            day_sigs = [sigs[d] for d in sorted(sigs)]
+            meta = {"format": FORMAT, "days": days, "sigs": day_sigs, "inputs": inputs_fingerprint(days, day_sigs),
+                    "checksums": checksums, "duplicates": raw.duplicates}
             (tmp / "meta.json").write_text(json.dumps(meta))
             tmp.rename(self.root / name)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        for file, digest in checksums.items():  # this process just hashed them: its next open costs a stat each
+            remember_digest(self.root / name / file, digest)
         atomic_write_text(self.root / "current.json", json.dumps({"gen": name}))
         for stale in self.root.glob("gen-*"):  # readers that mapped an old file keep it until they close it
             if stale.name != name:
@@ -260,9 +289,19 @@ class _Generation:
 
     @classmethod
     def open(cls, path: Path) -> _Generation:
+        """The generation, verified: its meta matches the inputs it names and every file its checksum (ValueError
+        naming the file otherwise)."""
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"panel cache format {meta.get('format')} != {FORMAT}")
+        if meta["inputs"] != inputs_fingerprint(meta["days"], meta["sigs"]):
+            raise ValueError(f"{path / 'meta.json'} does not match the day files it lists")
+        wanted = {f"{f}.npy" for f in BAR_FIELDS} | {"present.npy", "symbols.npy"}
+        if set(meta["checksums"]) != wanted:
+            raise ValueError(f"{path / 'meta.json'} lists {sorted(meta['checksums'])}, not {sorted(wanted)}")
+        for file, digest in meta["checksums"].items():
+            if not matches_digest(path / file, digest):
+                raise ValueError(f"{path / file} failed its checksum (bytes changed since it was written)")
         days = [dt.date.fromisoformat(d) for d in meta["days"]]
         return cls(
             path=path, days=days, sigs=dict(zip(days, meta["sigs"])), row={d: i for i, d in enumerate(days)},

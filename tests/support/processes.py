@@ -35,3 +35,17 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> dict:
     stdout, stderr = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"scan process failed ({proc.returncode}):\n{stderr[-4000:]}"
     return json.loads(stdout.strip().splitlines()[-1])
+
+
+def reseal_day(store, day) -> None:
+    """Record a day file edited by hand (bad bars, duplicates) as the day's stored content: its meta gets the file's
+    size, checksum and row count, as if the source had delivered those bars. Without it the store sets it aside."""
+    import pyarrow.parquet as pq
+
+    from technic_v4.store.atomic import atomic_write_text, file_digest
+
+    path = store.day_file(day)
+    meta_path = path.parent / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(bytes=path.stat().st_size, checksum=file_digest(path), rows=pq.read_metadata(path).num_rows)
+    atomic_write_text(meta_path, json.dumps(meta))

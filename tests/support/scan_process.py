@@ -3,8 +3,10 @@
     python tests/support/scan_process.py '<ScanConfig JSON>' OUT.parquet
 
 Settings come from the environment (TECHNIC_*, PREFECT_API_URL). RELIABILITY_SLOW_DAY_S=0.02 makes the simulated
-source block that long per grouped-daily call, so a backfill lasts long enough to be killed half way. On success the
-results go to OUT.parquet and one JSON line with the summary's counts goes to stdout.
+source block that long per grouped-daily call, so a backfill lasts long enough to be killed half way.
+RELIABILITY_KILL_AFTER=latest.csv SIGKILLs the process once publish has written a file whose path ends so (the run
+folder's latest.csv; /manifest.json: the per-configuration manifest, the first of the two). On success the results go to
+OUT.parquet and one JSON line with the summary's counts goes to stdout.
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ def main() -> None:
             return await original(self, day)
 
         SimulatedSource.grouped_daily = slow_grouped_daily
+
+    kill_after = os.environ.get("RELIABILITY_KILL_AFTER")
+    if kill_after:
+        import signal
+
+        from technic_v4.pipeline import publish
+
+        def killing(write):
+            def wrapper(path, *args, **kwargs):
+                done = write(path, *args, **kwargs)
+                if str(path).endswith(kill_after):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return done
+            return wrapper
+
+        publish.atomic_write = killing(publish.atomic_write)
+        publish.atomic_write_text = killing(publish.atomic_write_text)
 
     from technic_v4.api import ScanConfig, run_scan_output
 

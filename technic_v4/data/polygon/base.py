@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from technic_v4.data.polygon.policy import (
-    SEND,
     Call,
     T,
     RawResponse,
@@ -25,6 +25,7 @@ from technic_v4.data.polygon.policy import (
     Reply,
     Request,
     RetryPolicy,
+    Send,
     Sleep,
     TransportFailure,
     exchange,
@@ -57,6 +58,9 @@ class _HTTPBase:
         self._api_key = api_key
         self._redact = Redactor(api_key)
         self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        # host:port for messages (never userinfo or the key): a connection error names where it tried
+        self.host = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
         self.counter = counter if counter is not None else RequestCounter()
         self.limiter = limiter or RateLimiter(0)
         self.policy = policy or RetryPolicy()
@@ -104,26 +108,34 @@ class AsyncHTTP(_HTTPBase):
             self._loop = loop
         return self._session
 
-    async def _send_once(self, request: Request) -> Reply:
+    async def _send_once(self, request: Request, timeout: float | None = None) -> Reply:
         session = self._ensure_session()
         url, params, headers = self._url_params_headers(request)
+        entered = time.monotonic()
+        timeout = min(self.timeout, timeout) if timeout is not None else self.timeout
         # The limiter slot is taken while holding the semaphore, so the send happens at the reserved time.
         async with self._semaphore:
             await self.limiter.acquire()
+            queued = time.monotonic() - entered
             try:
-                async with session.get(url, params=params, headers=headers, allow_redirects=False) as resp:
+                async with session.get(url, params=params, headers=headers, allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                     body = await resp.read()
-                    return RawResponse(resp.status, body, resp.headers.get("Retry-After"))
+                    return RawResponse(resp.status, body, resp.headers.get("Retry-After"), queued)
             except asyncio.TimeoutError:
-                return TransportFailure("timeout", "no answer within %gs" % self.timeout)
+                return TransportFailure("timeout", f"no answer from {self.host} within {timeout:.3g} s", queued)
             except aiohttp.ClientPayloadError as exc:
-                return TransportFailure("payload_error", type(exc).__name__)
+                return TransportFailure("payload_error", f"{type(exc).__name__} from {self.host}", queued)
+            except aiohttp.ClientConnectorError as exc:
+                why = ("connection refused" if isinstance(exc.os_error, ConnectionRefusedError)
+                       else getattr(exc.os_error, "strerror", None) or type(exc.os_error).__name__)
+                return TransportFailure("connection_error", f"cannot connect to {exc.host}:{exc.port}: {why}", queued)
             except aiohttp.ClientError as exc:
-                return TransportFailure("connection_error", type(exc).__name__)
+                return TransportFailure("connection_error", f"{type(exc).__name__} from {self.host}", queued)
 
     async def fetch(self, request: Request) -> dict:
         """The parsed JSON body of one request, after retries. Raises technic_v4.errors on failure."""
-        steps = exchange(request, self.policy, self.counter, self._redact)
+        steps = exchange(request, self.policy, self.counter, self._redact, host=self.host)
         try:
             step = next(steps)
             while True:
@@ -131,8 +143,8 @@ class AsyncHTTP(_HTTPBase):
                     await asyncio.sleep(step.seconds)
                     step = steps.send(None)
                 else:
-                    assert step is SEND
-                    step = steps.send(await self._send_once(request))
+                    assert isinstance(step, Send)
+                    step = steps.send(await self._send_once(request, step.timeout))
         except StopIteration as done:
             return done.value
 
@@ -165,22 +177,27 @@ class SyncHTTP(_HTTPBase):
         self._requests = requests
         self._session = requests.Session()
 
-    def _send_once(self, request: Request) -> Reply:
+    def _send_once(self, request: Request, timeout: float | None = None) -> Reply:
         url, params, headers = self._url_params_headers(request)
+        entered = time.monotonic()
+        timeout = min(self.timeout, timeout) if timeout is not None else self.timeout
         self.limiter.acquire_sync()
+        queued = time.monotonic() - entered
         exc_types = self._requests.exceptions
         try:
-            resp = self._session.get(url, params=params, headers=headers, timeout=self.timeout, allow_redirects=False)
-            return RawResponse(resp.status_code, resp.content, resp.headers.get("Retry-After"))
+            resp = self._session.get(url, params=params, headers=headers, timeout=timeout, allow_redirects=False)
+            return RawResponse(resp.status_code, resp.content, resp.headers.get("Retry-After"), queued)
         except exc_types.Timeout:
-            return TransportFailure("timeout", "no answer within %gs" % self.timeout)
+            return TransportFailure("timeout", f"no answer from {self.host} within {timeout:.3g} s", queued)
         except exc_types.ChunkedEncodingError as exc:
-            return TransportFailure("payload_error", type(exc).__name__)
+            return TransportFailure("payload_error", f"{type(exc).__name__} from {self.host}", queued)
+        except exc_types.ConnectionError as exc:
+            return TransportFailure("connection_error", f"cannot connect to {self.host} ({type(exc).__name__})", queued)
         except exc_types.RequestException as exc:
-            return TransportFailure("connection_error", type(exc).__name__)
+            return TransportFailure("connection_error", f"{type(exc).__name__} from {self.host}", queued)
 
     def fetch(self, request: Request) -> dict:
-        steps = exchange(request, self.policy, self.counter, self._redact)
+        steps = exchange(request, self.policy, self.counter, self._redact, host=self.host)
         try:
             step = next(steps)
             while True:
@@ -188,7 +205,7 @@ class SyncHTTP(_HTTPBase):
                     time.sleep(step.seconds)
                     step = steps.send(None)
                 else:
-                    step = steps.send(self._send_once(request))
+                    step = steps.send(self._send_once(request, step.timeout))
         except StopIteration as done:
             return done.value
 

@@ -36,13 +36,14 @@ class _Verbs:
         max_retries: int = 5,
         backoff_base: float = 0.5,
         timeout: float = 30.0,
+        deadline: float | None = 90.0,
         counter: RequestCounter | None = None,
         auth: AuthMode = "header",
     ):
         options = {
             "counter": counter,
             "limiter": RateLimiter(rate_limit, rate_period),
-            "policy": RetryPolicy(max_retries=max_retries, backoff_base=backoff_base),
+            "policy": RetryPolicy(max_retries=max_retries, backoff_base=backoff_base, deadline=deadline),
             "timeout": timeout,
             "auth": auth,
         }
@@ -88,13 +89,15 @@ class _Verbs:
 
 
 def settings_options(settings: Settings) -> dict:
-    """Client keyword arguments from Settings (TECHNIC_MAX_CONCURRENCY, _RATE_LIMIT, _REQUEST_TIMEOUT, _MAX_RETRIES)."""
+    """Client keyword arguments from Settings (TECHNIC_MAX_CONCURRENCY, _RATE_LIMIT, _REQUEST_TIMEOUT,
+    _REQUEST_DEADLINE, _MAX_RETRIES)."""
     return {
         "api_key": settings.api_key(),
         "base_url": settings.polygon_base_url,
         "max_concurrency": settings.max_concurrency,
         "rate_limit": settings.rate_limit,
         "timeout": settings.request_timeout,
+        "deadline": settings.request_deadline or None,
         "max_retries": settings.max_retries,
     }
 

@@ -2,7 +2,12 @@
 
 Both transports (aiohttp in `base.AsyncHTTP`, requests in `base.SyncHTTP`) drive the same `exchange()` generator,
 so the status-to-exception mapping, the retry decision, the backoff and the counting live here once (sans-IO style):
-the generator says "send" or "sleep N seconds", the transport does it and sends back what happened.
+the generator says "send (within T seconds)" or "sleep N seconds", the transport does it and sends back what happened.
+
+Every request has a total deadline (RetryPolicy.deadline, TECHNIC_REQUEST_DEADLINE): attempts and the waits between
+them count, the wait for a rate-limit slot does not (a free-tier backfill queues for an hour). A server that accepts
+and never answers ends in DeadlineExceeded naming host, endpoint and the settings; retries that run long log a
+warning line each, so a terminal is never silent for more than one attempt.
 
 The API key never reaches this module: messages are built from `Request.path` (no query string) and every
 server-supplied text passes through `Redactor` first.
@@ -13,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
@@ -20,7 +26,7 @@ from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from technic_v4.data.source import RequestCounter
-from technic_v4.errors import APIError, AuthError, BadResponse, RetryExhausted
+from technic_v4.errors import APIError, AuthError, BadResponse, DeadlineExceeded, RetryExhausted
 
 try:  # orjson ships with prefect; the stdlib is the fallback
     import orjson
@@ -78,6 +84,7 @@ class RawResponse:
     status: int
     body: bytes
     retry_after: str | None = None
+    queued: float = 0.0  # seconds spent waiting for a concurrency/rate-limit slot before the send (not deadline time)
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,8 @@ class TransportFailure:
     """The request got no HTTP answer: timeout, refused/reset connection, body cut off mid-stream."""
 
     reason: str  # "timeout" | "connection_error" | "payload_error"
-    detail: str = ""  # exception type name only: aiohttp/requests messages may quote the URL
+    detail: str = ""  # exception type and host:port only: aiohttp/requests messages may quote the URL
+    queued: float = 0.0
 
 
 Reply = RawResponse | TransportFailure
@@ -103,7 +111,15 @@ class Sleep:
     seconds: float
 
 
-SEND = object()  # the exchange step that asks the transport to send the request once
+@dataclass(frozen=True)
+class Send:
+    """The exchange step that asks the transport to send the request once, giving up after `timeout` seconds (the
+    rest of the deadline, when that is shorter than the transport's per-attempt timeout)."""
+
+    timeout: float | None = None
+
+
+SEND = Send()
 
 
 class Redactor:
@@ -127,6 +143,8 @@ class RetryPolicy:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     retry_after_cap: float = 300.0
+    deadline: float | None = 90.0  # total seconds per request (TECHNIC_REQUEST_DEADLINE); None = no limit
+    slow_after: float = 10.0  # a retry after this many seconds of trying is logged as a warning (the user sees it)
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def delay(self, retry_index: int, retry_after: float | None) -> float:
@@ -187,7 +205,11 @@ def classify(request: Request, reply: Reply, redact: Redactor) -> dict | Retryab
     try:
         payload = json_loads(reply.body)
     except ValueError:
-        return Retryable(f"invalid JSON ({len(reply.body)} bytes, truncated?)", "invalid_json")
+        if (page := html_title(reply.body)) is not None:  # a proxy, captive portal or wrong base URL: no retry helps
+            raise BadResponse(f"{request}: an HTML page instead of JSON ({page}, {len(reply.body):,} bytes); check "
+                              "POLYGON_BASE_URL and any proxy in between", status=status, path=request.path)
+        return Retryable(f"invalid JSON ({len(reply.body):,} bytes: {_snippet(reply.body, redact)}; truncated?)",
+                         "invalid_json")
     if not isinstance(payload, dict):
         return Retryable(f"unexpected JSON {type(payload).__name__}, expected an object", "bad_shape")
     body_status = payload.get("status")
@@ -200,25 +222,74 @@ def classify(request: Request, reply: Reply, redact: Redactor) -> dict | Retryab
     return payload
 
 
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def html_title(body: bytes) -> str | None:
+    """'title "…"' (or 'no title') when the body is an HTML page, else None."""
+    head = body[:4096].lstrip().lower()
+    if not head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<?xml")):
+        return None
+    found = _TITLE.search(body[:65536])
+    if not found:
+        return "no title"
+    title = " ".join(found.group(1).decode("utf-8", "replace").split())[:120]
+    return f"title {title!r}"
+
+
+def _snippet(body: bytes, redact: Redactor) -> str:
+    text = body[:60].decode("utf-8", "replace").replace("\n", " ")
+    return repr(redact(text)) + ("…" if len(body) > 60 else "")
+
+
+def _budget(policy: RetryPolicy) -> str:
+    now = f", now {policy.deadline:g}" if policy.deadline is not None else ""
+    return f"TECHNIC_REQUEST_DEADLINE (total seconds per request{now}), TECHNIC_REQUEST_TIMEOUT (per attempt) or " \
+           "TECHNIC_MAX_RETRIES"
+
+
 def exchange(
-    request: Request, policy: RetryPolicy, counter: RequestCounter, redact: Redactor
+    request: Request, policy: RetryPolicy, counter: RequestCounter, redact: Redactor, *, host: str = "",
+    clock: Callable[[], float] = time.monotonic,
 ) -> Generator[object, Reply | None, dict]:
-    """Send, judge, back off, repeat. Yields SEND (answer with a Reply) or Sleep (answer with None)."""
+    """Send, judge, back off, repeat. Yields Send (answer with a Reply) or Sleep (answer with None). `host` (no
+    credentials) goes into every message; `clock` measures the deadline (tests inject one)."""
     last: Retryable | None = None
+    spent = 0.0  # seconds of this request's deadline used: attempts and backoff, not slot waits
+    where = f"{request} on {host}" if host else str(request)
+    deadline = policy.deadline
+
+    def past_deadline(reason: str, attempts: int) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"{where}: no usable answer within the {deadline:g} s deadline ({attempts} attempt(s); last: {reason}). "
+            f"Check the server, or set {_budget(policy)} higher",
+            status=last.status if last is not None and isinstance(last.status, int) else None, path=request.path)
+
     for attempt in range(policy.max_retries + 1):
         if last is not None:
             wait = policy.delay(attempt - 1, last.retry_after)
-            log.info("retry %d/%d of %s in %.2fs after %s", attempt, policy.max_retries, request, wait, last.reason)
+            if deadline is not None and spent + wait >= deadline:
+                raise past_deadline(last.reason, attempt)
+            level = logging.WARNING if spent >= policy.slow_after else logging.INFO
+            left = f"; {deadline - spent - wait:.0f} s of the {deadline:g} s deadline left" if deadline else ""
+            log.log(level, "%s: %s after %.0f s; retry %d/%d in %.1f s%s", where, last.reason, spent, attempt,
+                    policy.max_retries, wait, left)
             yield Sleep(wait)
-        reply = yield SEND
+            spent += wait
+        started = clock()
+        reply = yield (SEND if deadline is None else Send(max(deadline - spent, 0.001)))
+        spent += max(0.0, clock() - started - reply.queued)
         status = reply.status if isinstance(reply, RawResponse) else reply.reason
         counter.record(request.kind, retry=attempt > 0, status=status)
         verdict = classify(request, reply, redact)
         if not isinstance(verdict, Retryable):
             return verdict
         last = verdict
+        if deadline is not None and spent >= deadline:
+            raise past_deadline(last.reason, attempt + 1)
     raise RetryExhausted(
-        f"{request}: gave up after {policy.max_retries + 1} attempts; last: {last.reason}",
+        f"{where}: gave up after {policy.max_retries + 1} attempts; last: {last.reason}. Check the server, or set "
+        f"{_budget(policy)} higher",
         status=last.status if isinstance(last.status, int) else None,
         path=request.path,
     )

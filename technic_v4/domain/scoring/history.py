@@ -77,7 +77,8 @@ def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[
     Close/ATR14, the plan columns by `plan_rule` (prices in the panel's basis), the pattern flags and tt_1..tt_7, the
     weekly columns (SMA10w/SMA40w in the panel's basis), ret_63d..ret_252d and `last_row` (the bar the values come
     from, -1: none), plus one array per `extra` indicator (name -> indicator), read as of each day exactly as the
-    scoring inputs are; and the computed values named in `keep` (the columns a screen's scorecard reads).
+    scoring inputs are, and the computed values named in `keep` (the columns a screen's scorecard reads),
+    and `indicators` (every SCORING_INPUTS value per cell: the learned rating's features read them).
     """
     bars = Bars.from_panel(panel)
     valid = _valid_bars(panel)
@@ -128,4 +129,5 @@ def _score_by_regime(values: dict, labels: np.ndarray, regimes: dict[str, Regime
         out["TechRating"][at], out["Signal"][at] = rating, signal
         for k in PLAN_COLUMNS:
             out[k][at] = plan[k]
-    return out | {k: scores[k] for k in SCORE_COLUMNS} | {"Close": values["Close"], "ATR14": values["ATR14"]}
+    return out | {k: scores[k] for k in SCORE_COLUMNS} | {"Close": values["Close"], "ATR14": values["ATR14"],
+                                                         "indicators": values}

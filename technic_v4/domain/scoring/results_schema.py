@@ -69,6 +69,8 @@ ResultSchema = pa.DataFrameSchema(
         "tt_count": pa.Column("int64", pa.Check.in_range(0, 8)),
         "Signal": pa.Column(str, pa.Check.isin(SIGNALS)),
         "PlanRule": pa.Column(str),
+        # NaN unless the learned rating ran (pipeline/learned_rating); added after scoring, so optional here
+        "LearnedRating": pa.Column("float64", [finite_check()], nullable=True, required=False),
     },
     checks=[
         pa.Check(lambda df: ~df["MarketCapUnknown"].astype(bool) | df["MarketCap"].isna(), name="unknown_cap_is_nan"),

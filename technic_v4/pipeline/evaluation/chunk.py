@@ -20,6 +20,7 @@ from technic_v4.domain.market_proxy import market_proxy
 from technic_v4.domain.scoring.columns import LONG_RETURN_COLUMNS
 from technic_v4.domain.indicators import CATALOGUE
 from technic_v4.domain.scoring.history import SCORING_INPUTS, score_cells
+from technic_v4.domain.scoring.learned import raw_feature_frame
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE
 from technic_v4.domain.scoring.relative_strength import UNKNOWN_SECTOR, market_return, relative_strength, trend_template
 from technic_v4.domain.scoring.score import LONG_SIGNALS, SCORE_COLUMNS, SHORT_SIGNALS, SIGNALS
@@ -53,6 +54,7 @@ class PanelJob:
     horizons: tuple[int, ...]
     plan_rule: str = DEFAULT_PLAN_RULE
     min_reward_risk: float = DEFAULT_MIN_REWARD_RISK
+    features: bool = False  # add the learned rating's raw features (float16 columns FEATURE_PREFIX + name)
     extra_columns: tuple[str, ...] = ()  # result columns a screen's scorecard reads, beyond the default frame
 
 
@@ -77,6 +79,7 @@ def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, 
     job = PanelJob(panel=clean, keep=np.ascontiguousarray(keep[:, used]), factor=np.ascontiguousarray(factor[:, used]),
                    rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons,
                    plan_rule=config.plan_rule, min_reward_risk=config.min_reward_risk,
+                   features=config.rating == "learned",
                    extra_columns=tuple(extra_columns))
     return Prepared(job=job, prescreen=counts, quarantine=quarantine, universe_per_day=keep.sum(axis=1),
                     market_close=market_proxy(panel).close)
@@ -121,6 +124,8 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
         if values is not None and name not in frame:
             frame[name] = values / factor if name in PRICE_BASIS_COLUMNS else \
                 values * factor if name in VOLUME_BASIS_COLUMNS else values
+    if job.features:
+        frame = pd.concat([frame, raw_feature_frame(s["indicators"] | s)], axis=1)
     return frame, {"missing": missing, "plan_both_same_session": both, "cells": int(len(frame))}
 
 

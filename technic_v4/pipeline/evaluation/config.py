@@ -42,6 +42,11 @@ class EvalConfig(BaseModel):
     plan_rule: Literal[PLAN_RULES] = Field(  # type: ignore[valid-type]
         DEFAULT_PLAN_RULE, description="Trade-plan rule whose outcomes are measured (as ScanConfig.plan_rule)")
     min_reward_risk: float = Field(DEFAULT_MIN_REWARD_RISK, gt=0, le=20, description="As ScanConfig.min_reward_risk")
+    rating: Literal["tech", "learned"] = Field(
+        "tech", description="learned: also fit the learned rating walk-forward (monthly refits, persisted under "
+        "data_dir/models) and report its out-of-sample statistics beside TechRating's")
+    learned_horizons: tuple[int, ...] = Field((5, 21), description="Horizons the learned rating is fitted for "
+                                              "(each must be one of `horizons`)")
     screens: list[str] | None = Field(None, description="Saved screens to score: a walk-forward scorecard for each")
     where: str | None = Field(None, description="An expression scored like a screen (named 'where')")
 
@@ -55,7 +60,7 @@ class EvalConfig(BaseModel):
     def _screen_names(cls, v):
         return valid_names(v)
 
-    @field_validator("horizons", mode="before")
+    @field_validator("horizons", "learned_horizons", mode="before")
     @classmethod
     def _parse_horizons(cls, v):
         if isinstance(v, str):
@@ -80,6 +85,12 @@ class EvalConfig(BaseModel):
     def _ordered(self):
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
+
+    @model_validator(mode="after")
+    def _learned_horizons_evaluated(self):
+        if self.rating == "learned" and not set(self.learned_horizons) <= set(self.horizons):
+            raise ValueError(f"learned_horizons {self.learned_horizons} must be among horizons {self.horizons}")
         return self
 
     @classmethod

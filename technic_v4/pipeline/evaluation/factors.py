@@ -106,7 +106,7 @@ FACTORS: dict[str, Indicator] = {
 FACTOR_COLUMNS = tuple(FACTORS)
 # What every evaluation attributes, in this order: the ratings, the sub-scores, the textbook factors. A new rating
 # (e.g. a learned one) is one more name in RATINGS; a column absent from the rows is left out of the table.
-RATINGS: tuple[str, ...] = ("TechRating",)
+RATINGS: tuple[str, ...] = ("TechRating", "LearnedRating")  # LearnedRating: rating="learned" only
 SUB_SCORES: tuple[str, ...] = tuple(SCORE_COLUMNS)
 KIND = {**{c: "rating" for c in RATINGS}, **{c: "sub-score" for c in SUB_SCORES}, **{c: "factor" for c in FACTORS}}
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from technic_v4.pipeline.evaluation.learned_report import render_learned
 from technic_v4.pipeline.report import SIM_BANNER
+
+
+# One wording for the caveat wherever an evaluation on a source without delisted names is shown.
+SURVIVORSHIP_NOTE = ("the source lists only today's names (no delisted ones), so each past day's universe lacks the "
+                     "names that later left it; returns of past universes read better than they were.")
 
 
 def _fmt(v, pct: bool = False) -> str:
@@ -33,7 +39,13 @@ def render_markdown(summary: dict, meta: dict) -> str:
     parts = [f"# Walk-forward evaluation {meta['start']} .. {meta['end']}" + (" (SIMULATED)" if meta["simulated"] else "")]
     if meta["simulated"]:
         parts.append(f"> **{SIM_BANNER}** — these statistics say how TechRating behaves on the simulated market only.")
+    if meta.get("survivorship_bias"):
+        parts.append(f"> **Survivorship bias:** {SURVIVORSHIP_NOTE}")
     parts.append("## Verdict\n" + "\n".join(f"- {v}" for v in summary["verdicts"] + summary["attribution_verdicts"]))
+    parts.append(f"**Rating:** {meta.get('rating', 'tech')}" + ("" if "learned" in summary else
+                 " (TechRating; `--rating learned` adds the walk-forward learned rating)"))
+    if "learned" in summary:
+        parts.append(render_learned(summary["learned"]))
     parts.append(
         f"**Rows:** {meta['rows']:,} (session, symbol) over {meta['sessions']} sessions ({meta['rows_without_rating']:,} "
         "without a TechRating: too little history, left out of the statistics), "
@@ -195,6 +207,8 @@ def format_message(summary: dict, timer, peak_rss_mb: float) -> str:
     meta = summary["meta"]
     stages = ", ".join(f"{k} {v:.2f}" for k, v in timer.as_dict().items())
     lines = [f"{SIM_BANNER} ({meta['source']})"] if meta["simulated"] else []
+    if meta.get("survivorship_bias"):
+        lines.append(f"survivorship bias: {SURVIVORSHIP_NOTE}")
     return "\n".join(lines + summary["verdicts"] + summary["attribution_verdicts"] + [
         f"{meta['rows']:,} rows, {meta['sessions']} sessions, {meta['universe_mean']:.0f} symbols/day | time "
         f"{timer.total:.2f} s ({stages}) | peak RSS flow {peak_rss_mb:.0f} MB, workers "
