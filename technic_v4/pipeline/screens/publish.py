@@ -16,8 +16,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pyarrow as pa
 
-from technic_v4.pipeline.publish import CSV_OPTIONS, csv_table, results_dir
-from technic_v4.pipeline.report_html import run_folder  # results/runs/<run_id>/, the per-run folder
+from technic_v4.pipeline.publish import CSV_OPTIONS, csv_table, results_dir, run_dir  # run_dir: results/runs/<id>/
 from technic_v4.pipeline.screens.apply import ScreenResult, member_changes, member_positions
 from technic_v4.pipeline.screens.model import Screen
 from technic_v4.store.atomic import atomic_write, atomic_write_text
@@ -55,7 +54,7 @@ def write_screens(done: list[ScreenResult], results: pd.DataFrame, *, data_dir: 
     and screens.json listing them. The table is converted to Arrow once; each screen takes its rows from it."""
     if not done:
         return None
-    folder = run_folder(data_dir, run_id) / "screens"
+    folder = run_dir(data_dir, run_id) / "screens"
     public = results.drop(columns=["fingerprint"], errors="ignore")
     full, csv_full = pa.Table.from_pandas(public, preserve_index=False), csv_table(public)
     listing = []
