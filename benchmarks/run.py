@@ -43,6 +43,7 @@ MODULES = [  # (name in the report, module with run(quick) -> dict and markdown(
     ("scan", "benchmarks.bench_scan"),
     ("user_wait", "benchmarks.bench_user_wait"),  # process wall of technic scan / run_scan, fresh processes
     ("evaluate", "benchmarks.bench_evaluate"),
+    ("screens", "benchmarks.bench_screens"),  # a where over 6,000 rows; five screens vs one published
 ]
 DOCS = REPO / "docs"
 README = REPO / "README.md"

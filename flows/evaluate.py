@@ -30,11 +30,14 @@ from technic_v4.pipeline.evaluation.learned_report import evaluate_learned
 from technic_v4.pipeline.evaluation.listing import lists_delisted, with_delisted
 from technic_v4.pipeline.evaluation.report import attribution_records, format_message, json_ready, render_markdown
 from technic_v4.pipeline.evaluation.report import save_plots
+from technic_v4.pipeline.evaluation.scorecard import REFERENCE_COLUMNS, needed_columns, scorecard_markdown
+from technic_v4.pipeline.evaluation.scorecard import screen_scorecards, with_reference_columns
 from technic_v4.pipeline.evaluation.stats import summarize
 from technic_v4.pipeline.fetch import require_days
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb, reset_peak_rss
 from technic_v4.pipeline.runtime import open_runtime
 from technic_v4.pipeline.scan_config import ScanConfig
+from technic_v4.pipeline.screens.model import run_screens, with_screens
 from technic_v4.store.atomic import atomic_write, atomic_write_text
 
 
@@ -83,9 +86,11 @@ def _publish(folder, scores: pd.DataFrame, summary: dict, simulated: bool) -> di
 
 
 @flow(name="evaluate", log_prints=False)
-async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
-    """Walk-forward, point-in-time evaluation of TechRating and signals over the stored history."""
+async def evaluate(config: EvalConfig = EvalConfig(), screen: str | None = None) -> EvalOutput:
+    """Walk-forward, point-in-time evaluation of TechRating and signals over the stored history; `screen` (saved
+    screen names, comma-separated) adds a scorecard per screen."""
     reset_peak_rss()
+    config = with_screens(config, screen)
     timer = StageTimer()
     scan_config = ScanConfig.build(data_source=config.data_source, data_dir=config.data_dir, csv_dir=config.csv_dir,
                                    lookback_days=config.lookback_days, on_missing_day=config.on_missing_day)
@@ -94,6 +99,8 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     evaluated, days = config.days_to_load(last)
     days = run.within_data(days)  # a CSV folder starts with its files: no earlier day to ask for
     run = dataclasses.replace(run, as_of=last, config=scan_config.model_copy(update={"as_of": last}))
+    screens = run_screens(config, run.settings.data_dir)  # an unknown name fails before any work
+    needed = needed_columns(screens)
     async with run.source:
         calls_before = run.source.counter.snapshot()
         with timer.stage("reference"):
@@ -108,7 +115,8 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     with timer.stage("load_panel"):
         panel = load_panel(run.store, bars.days, splits=splits, cache=run.settings.panel_cache)
     with timer.stage("universe"):
-        prepared = prepare(panel, reference, splits, evaluated, config)
+        prepared = prepare(panel, reference, splits, evaluated, config,
+                           extra_columns=tuple(c for c in needed if c not in REFERENCE_COLUMNS))
         del panel  # the job holds the clean panel of the symbols that matter
     with timer.stage("score"):
         outs, kind, reason = _run_chunks(prepared.job, config, run.settings)
@@ -121,6 +129,8 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
             scores, learned = evaluate_learned(scores, evaluated, config, run.settings.data_dir, run.source_id)
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
+        screened = with_reference_columns(scores, reference, needed)
+        summary["scorecards"] = screen_scorecards(screened, screens, config.horizons, config.shuffle_seed)
     if learned is not None:
         summary["learned"] = learned
         summary["verdicts"] = learned["verdicts"] + summary["verdicts"]
@@ -137,12 +147,15 @@ async def evaluate(config: EvalConfig = EvalConfig()) -> EvalOutput:
     }
     meta["rating"] = config.rating
     summary["meta"] = meta
-    summary["report_md"] = render_markdown(summary, meta)
+    summary["report_md"] = render_markdown(summary, meta) + "".join(
+        "\n\n" + scorecard_markdown(card, run.simulated) for card in summary["scorecards"].values())
     with timer.stage("publish"):
         folder = run.settings.data_dir / "evaluation" / f"{meta['start']}_{meta['end']}"
         summary["paths"] = _publish(folder, scores, summary, run.simulated)
         await _artifacts(summary, max(config.horizons), run.simulated)
-    summary["message"] = format_message(summary, timer, peak_rss_mb())
+        await _scorecard_artifacts(summary["scorecards"], run.simulated)
+    summary["message"] = "\n".join([format_message(summary, timer, peak_rss_mb()),
+                                     *(v for card in summary["scorecards"].values() for v in card["verdicts"])])
     get_run_logger().info("\n%s", summary["message"])
     return EvalOutput(scores=scores, summary=summary, message=summary["message"])
 
@@ -158,6 +171,13 @@ async def _artifacts(summary: dict, horizon: int, simulated: bool) -> None:
                                  table=json_ready({"t": attribution_records(summary["attribution"])})["t"],
                                  description=f"Rank IC of TechRating, sub-scores and textbook factors vs the shuffled "
                                              f"control, per horizon{label}")
+
+
+async def _scorecard_artifacts(cards: dict, simulated: bool) -> None:
+    for name, card in cards.items():
+        await acreate_markdown_artifact(key=f"scorecard-{name}", markdown=scorecard_markdown(card, simulated),
+                                        description=f"Walk-forward scorecard of screen {name}"
+                                                    + (" (SIMULATED)" if simulated else ""))
 
 
 def evaluate_flow_for(config: EvalConfig):

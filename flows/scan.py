@@ -22,17 +22,22 @@ from technic_v4.pipeline.publish import read_previous
 from technic_v4.pipeline.rescore import assemble_results, plan_rescore
 from technic_v4.pipeline.runtime import open_runtime
 from technic_v4.pipeline.scan_config import ScanConfig
-from technic_v4.pipeline.screen import check_sectors, screen
+from technic_v4.pipeline.screens.model import run_screens
+from technic_v4.pipeline.screen import check_sectors
+from technic_v4.pipeline.screen import screen as prescreen  # `screen` is the flow parameter (saved screens)
 from technic_v4.pipeline.state import ScanState
 from technic_v4.pipeline.summary import ScanOutput, build_summary
 from technic_v4.pipeline.universe import upkeep_details_for_scan
 
 
 @flow(name="scan", log_prints=False)
-async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
-    """Scan the US stock universe: rank every tradeable symbol by TechRating with a signal and a trade plan."""
+async def scan(config: ScanConfig = ScanConfig(), screen: str | None = None, where: str | None = None) -> ScanOutput:
+    """Scan the US stock universe: rank every tradeable symbol by TechRating with a signal and a trade plan.
+    `screen` (saved screen names, comma-separated) and `where` (an expression) add to the config's screens."""
     reset_peak_rss()  # the reported peak is this scan's, also in a long-lived worker process
+    config = config.with_screens(screen, where)
     run, timer = open_runtime(config), StageTimer()
+    screens = run_screens(config, run.settings.data_dir)  # an unknown name fails before any work
     prewarm_charts(config)  # matplotlib imports in a thread while the scan fetches and scores
     state = ScanState.load(run.store, run.config_key)
     async with run.source:
@@ -53,7 +58,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
     with timer.stage("regime"):
         regime = compute_regime(panel)
     with timer.stage("prescreen"):
-        screened = screen(panel, reference, config, state, duplicates)
+        screened = prescreen(panel, reference, config, state, duplicates)
     with timer.stage("score"):
         previous, previous_as_of = read_previous(run.settings.data_dir, run.config_key)
         plan = plan_rescore(screened.panel, reference, regime.label, previous, reuse=config.reuse_scores,
@@ -72,7 +77,7 @@ async def scan(config: ScanConfig = ScanConfig()) -> ScanOutput:
         run=run, flow_run_id=str(flow_run.id), fetched=fetched, regime=regime, screened=screened, results=results,
         previous=previous, previous_as_of=previous_as_of, calls=calls, reference_info=reference_info, plan=plan,
         scored=scored, invalid_rows=len(invalid), rating=rating)
-    output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer,
+    output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer, screens,
                                 panel=screened.panel, previous=previous)
     get_run_logger().info("\n%s", output.message)
     return output

@@ -30,15 +30,16 @@ def make_console() -> Console:
 
 console = make_console()
 
-def results_table(df: pd.DataFrame, title: str, top: int) -> Table:
-    """The trader's table: pipeline/report.top_table's columns and rounding (the Prefect `scan-top` artifact's)."""
+def results_table(df: pd.DataFrame, title: str, top: int, columns: list[str] | None = None) -> Table:
+    """The trader's table: pipeline/report.top_table's columns (or a screen's) and rounding (the Prefect `scan-top`
+    artifact's)."""
     from rich.table import Table
 
     from technic_v4.domain.scoring.score import LONG, SHORT, STRONG_LONG, STRONG_SHORT
     from technic_v4.pipeline.report import TOP_COLUMNS, top_table
 
-    rows = top_table(df, top)
-    columns = list(rows[0]) if rows else [c for c in TOP_COLUMNS if c in df]
+    rows = top_table(df, top, columns)
+    columns = list(rows[0]) if rows else [c for c in (columns or TOP_COLUMNS) if c in df]
     cells = [["" if v is None else (f"{v:.1f}" if k.endswith(" %") else f"{v:,.2f}") if isinstance(v, float)
               else str(v) for k, v in row.items()] for row in rows]
     table = Table(title=title, show_lines=False, header_style="bold")
@@ -66,12 +67,15 @@ def scan(
     watchlist: str = typer.Option("", help="Comma-separated symbols, always scored first"),
     signals: Optional[str] = typer.Option(None, help="Comma-separated signals to keep, e.g. 'Strong Long,Long'"),
     top: int = typer.Option(25, help="Rows to print"),
+    where: Optional[str] = typer.Option(None, help="Screen expression, e.g. 'RSI14 < 30 and Close > SMA200'"),
+    screen: Optional[list[str]] = typer.Option(None, help="Saved screen(s) to publish (repeat or comma-separate; "
+                                                          "`technic screens` lists them)"),
     rating: Optional[str] = typer.Option(None, help="tech|learned (default tech; learned falls back to TechRating "
                                                      "without a model)"),
     plan_rule: Optional[str] = typer.Option(None, help="Trade plans: atr|structure (default: ScanConfig's)"),
     min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this (default: ScanConfig's)"),
 ) -> None:
-    """Run the Prefect flow `scan` and print the ranked table and measured metrics."""
+    """Run the Prefect flow `scan` and print the ranked table (or each screen's) and measured metrics."""
     import os
 
     # The terminal shows the progress bar, the table and the summary; Prefect's per-task INFO lines still reach the
@@ -83,19 +87,20 @@ def scan(
     )
 
     from technic_v4 import progress as progress_hooks
-    from technic_v4.api import ScanConfig, run_scan
+    from technic_v4.api import ScanConfig, run_scan_output
 
     try:
         config = ScanConfig.build(
             max_symbols=max_symbols, data_source=source, as_of=dt.date.fromisoformat(as_of) if as_of else None,
             csv_dir=csv_dir,
             intraday=intraday, task_runner=runner, max_workers=workers, watchlist=watchlist,
-            signals=[s.strip() for s in signals.split(",")] if signals else None,
+            signals=[s.strip() for s in signals.split(",")] if signals else None, where=where, screens=screen,
             **({"rating": rating} if rating else {}),
             **_plan_options(plan_rule, min_rr),
         )
+        _check_screens(config)
     except (TechnicError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", markup=False)
         raise typer.Exit(2) from None
 
     # ETA: on the free tier (5 requests/min) a cold backfill of 300 days takes about an hour
@@ -109,7 +114,8 @@ def scan(
 
         progress_hooks.add_listener(on_progress)
         try:
-            df, msg = run_scan(config)
+            output = run_scan_output(config)
+            df, msg = output.results, output.message
         except Exception as exc:
             cause = user_error(exc)
             if cause is None:
@@ -120,13 +126,46 @@ def scan(
             progress_hooks.remove_listener(on_progress)
     from technic_v4.pipeline.report import ranked_by
 
-    title = f"Top {min(top, len(df))} of {len(df)} by {ranked_by(df)}"
-    if "SIMULATED" in msg:
-        title += " — SIMULATED DATA"
-    console.print(results_table(df, title, top))
+    label = " — SIMULATED DATA" if "SIMULATED" in msg else ""
+    if not config.screens:
+        title = f"Top {min(top, len(df))} of {len(df)} by {ranked_by(df)}" + (f" where {config.where}" if config.where else "")
+        console.print(results_table(df, title + label, top))
+    for name, info in output.summary.get("screens", {}).items():
+        if config.screens:
+            rows = output.screens[name]
+            console.print(results_table(rows, f"Screen {name}: top {min(top, len(rows))} of {len(rows)} — "
+                                              f"{info['where']}{label}", top, list(rows.columns)))
     console.print(msg, markup=False)  # the message is plain text: "[simulated source: …]" is not a style tag
     if api is not None:
         console.print(f"Prefect API: {api.how}" + (f" ({api.url})" if api.url else ""), style="dim")
+
+
+def _check_screens(config) -> None:
+    """Unknown saved screens fail here, before the scan starts."""
+    from technic_v4.config import load_settings
+    from technic_v4.pipeline.screens.model import resolve
+
+    if config.screens:
+        resolve(config.screens, config.data_dir or load_settings().data_dir)
+
+
+@app.command()
+def screens() -> None:
+    """List the saved screens: the bundled presets and yours ($TECHNIC_DATA_DIR/screens.toml)."""
+    from rich.table import Table
+
+    from technic_v4.config import load_settings
+    from technic_v4.pipeline.screens.model import catalogue, user_file
+
+    data_dir = load_settings().data_dir
+    table = Table(title="Saved screens (technic scan --screen NAME)", header_style="bold", show_lines=True)
+    for col in ("name", "where", "sort", "description", "from"):
+        table.add_column(col)
+    for s in catalogue(data_dir).values():
+        table.add_row(s.name, s.where, s.sort, s.description, s.source)
+    console.print(table)
+    console.print(f"your own screens: {user_file(data_dir)}" + ("" if user_file(data_dir).exists() else " (none yet)"),
+                  style="dim", markup=False)
 
 
 @app.command("top")
@@ -269,23 +308,27 @@ def evaluate(
     source: Optional[str] = typer.Option(None, help="auto|polygon|flatfiles|csv|simulated"),
     csv_dir: Optional[str] = typer.Option(None, help="Folder of SYMBOL.csv[.gz] files (TECHNIC_CSV_DIR) for --source csv"),
     runner: Optional[str] = typer.Option(None, help="ray|thread (default TECHNIC_TASK_RUNNER)"),
+    screen: Optional[list[str]] = typer.Option(None, help="Saved screen(s) to score (repeat or comma-separate)"),
+    where: Optional[str] = typer.Option(None, help="An expression to score like a screen"),
     rating: Optional[str] = typer.Option(None, help="tech|learned: learned also fits the learned rating walk-forward "
                                                      "(monthly refits, saved under the data dir) and reports it"),
     plan_rule: Optional[str] = typer.Option(None, help="Trade-plan rule whose outcomes are measured: atr|structure"),
     min_rr: Optional[float] = typer.Option(None, help="PlanOK needs RewardRisk >= this"),
 ) -> None:
-    """Walk-forward evaluation: did TechRating and the signals predict forward returns? (Prefect flow `evaluate`)"""
+    """Walk-forward evaluation: did TechRating and the signals predict forward returns? (Prefect flow `evaluate`)
+    With --screen: a scorecard per screen (members each day vs the universe and a random same-size basket)."""
     from technic_v4.evaluation import EvalConfig, run_evaluation
 
     try:
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
-            sessions=sessions, max_symbols=max_symbols, data_source=source, task_runner=runner, csv_dir=csv_dir,
+            sessions=sessions, max_symbols=max_symbols, data_source=source, task_runner=runner, csv_dir=csv_dir, screens=screen, where=where,
             **({"horizons": horizons} if horizons else {}), **_plan_options(plan_rule, min_rr),
             **({"rating": rating} if rating else {}),
         )
+        _check_screens(config)
     except (TechnicError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", markup=False)
         raise typer.Exit(2) from None
     _, summary = run_evaluation(config)
     console.print(summary["message"], markup=False)

@@ -23,7 +23,7 @@ def test_quick_benchmark_writes_docs(tmp_path, monkeypatch):
     m = data["machine"]
     assert m["cpu_count"] > 0 and m["ram_gb"] > 0 and m["python"] and m["date"]
     assert data["quick"] is True and data["total_seconds"] > 0
-    assert set(data["modules"]) == {"fetch", "scoring", "columns", "scan", "user_wait", "evaluate"}
+    assert set(data["modules"]) == {"fetch", "scoring", "columns", "scan", "user_wait", "evaluate", "screens"}
 
     scan = data["modules"]["scan"]
     assert "error" not in scan, scan.get("error")
@@ -41,7 +41,7 @@ def test_quick_benchmark_writes_docs(tmp_path, monkeypatch):
     assert {r["runner"] for r in scan["sweep"]} >= {"ray", "thread"}
     assert scan["task_overhead"]["per_day"]["ms_per_task_hit"] > 0
 
-    for name in ("fetch", "scoring", "user_wait", "evaluate"):  # sibling modules: measured figures, or a recorded reason for skipping
+    for name in ("fetch", "scoring", "user_wait", "evaluate", "screens"):  # sibling modules: measured figures, or a recorded reason for skipping
         res = data["modules"][name]
         assert res.get("error") or res.get("seconds", 0) >= 0
     assert len(report["plots"]) == 2 and all((out / p.split("/")[-1]).stat().st_size > 1000 for p in report["plots"])

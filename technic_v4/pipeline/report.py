@@ -43,12 +43,12 @@ def ranked_by(results: pd.DataFrame) -> str:
     return "LearnedRating" if "LearnedRating" in results and results["LearnedRating"].notna().any() else "TechRating"
 
 
-def top_table(results: pd.DataFrame, n: int = 50) -> list[dict]:
-    """The first `n` rows as JSON-safe records with the trader's columns, rounded (prices 2 dp, % 1 dp, cap in $B)."""
+def top_table(results: pd.DataFrame, n: int = 50, columns: list[str] | None = None) -> list[dict]:
+    """The first `n` rows as JSON-safe records with the trader's columns (or `columns`), rounded (prices 2 dp, % 1 dp, cap in $B)."""
     top = results.head(n).copy()
     if "MarketCap" in top:
         top["MarketCap_B"] = top["MarketCap"] / 1e9
-    cols = [c for c in TOP_COLUMNS if c in top and not (c == "LearnedRating" and top[c].isna().all())]
+    cols = [c for c in (columns or TOP_COLUMNS) if c in top and not (c == "LearnedRating" and top[c].isna().all())]
     out = top[cols].copy()
     for c in cols:
         if c in PERCENT_COLUMNS:
@@ -144,8 +144,19 @@ def format_message(s: ScanSummary) -> str:
         lines.append(f"watchlist symbols not found: {short_list(s.unknown_watchlist)}")
     lines += universe_lines(s)
     lines.append(_changes(s))
+    lines += screen_lines(s.screens)
     lines += seen_lines(s.seen)
     return "\n".join(lines)
+
+
+def screen_lines(screens: dict[str, dict]) -> list[str]:
+    """One line per published screen: rows and what changed since its last run."""
+    out = []
+    for name, sc in screens.items():
+        since = f"since {sc['previous_as_of']}" if sc.get("previous_as_of") else "first run"
+        out.append(f"screen {name}: {sc['rows']:,} rows | {since}: new {short_list(sc['new'], 10)}; dropped "
+                   f"{short_list(sc['dropped'], 10)}; flipped {short_list(sc['flipped'], 10)} | where {sc['where']}")
+    return out
 
 
 def seen_lines(seen: dict) -> list[str]:
@@ -217,6 +228,9 @@ def render_markdown(s: ScanSummary, results: pd.DataFrame, metrics: bool = True)
     if s.quarantine:
         parts.append(f"## Quarantined bars ({len(s.quarantine)}, first 20)\n"
                      + pd.DataFrame(s.quarantine[:20]).to_markdown(index=False))
+    if s.screens:
+        parts.append("## Screens (tables: the screen-<name> artifacts)\n"
+                     + "\n".join(f"- {line}" for line in screen_lines(s.screens)))
     top = pd.DataFrame(top_table(results, 25))
     if len(top):
         parts.append("## Top ranked\n" + top.to_markdown(index=False, floatfmt=".2f"))

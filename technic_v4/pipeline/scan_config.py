@@ -16,6 +16,7 @@ from technic_v4.config import TICKER, DataSourceName, build_model
 from technic_v4.pipeline.scan_form import form_schema
 from technic_v4.domain.scoring.score import SIGNALS
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
+from technic_v4.pipeline.screens.model import valid_names, valid_where, with_screens
 
 SignalName = Literal[SIGNALS]  # the names score.py gives
 
@@ -50,6 +51,12 @@ class ScanConfig(BaseModel):
     max_workers: int | None = Field(None, ge=1, le=256, description="Overrides TECHNIC_MAX_WORKERS")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
     csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR; given alone, it also picks the csv source")
+    where: str | None = Field(
+        None, description="Screen expression over the result columns, e.g. RSI14 < 30 and Close > SMA200 (README: Screens)"
+    )
+    screens: list[str] | None = Field(
+        None, description="Saved screens to publish from this scan's one scoring pass (`technic screens` lists them)"
+    )
     chart_top: int = Field(
         12, ge=0, le=200, description="Charts of the top N rows of each published table, in the report and the "
         "Prefect UI (0 = no charts)"
@@ -84,6 +91,16 @@ class ScanConfig(BaseModel):
             raise ValueError(f"not ticker symbols: {bad}")
         return list(dict.fromkeys(out))
 
+    @field_validator("where")
+    @classmethod
+    def _parse_where(cls, v: str | None) -> str | None:
+        return valid_where(v)
+
+    @field_validator("screens", mode="before")
+    @classmethod
+    def _screen_names(cls, v):
+        return valid_names(v)
+
     @model_validator(mode="after")
     def _as_of_not_future(self):
         if self.as_of is not None and self.as_of > dt.date.today() + dt.timedelta(days=1):
@@ -113,3 +130,7 @@ class ScanConfig(BaseModel):
     def build(cls, **values) -> ScanConfig:
         """Like ScanConfig(**values) but a bad value raises ConfigError naming the field."""
         return build_model(cls, **values)
+
+    def with_screens(self, screen=None, where: str | None = None) -> ScanConfig:
+        """This config plus the flow's `screen` / `where` parameters (`--param screen=NAME` on a deployment run)."""
+        return with_screens(self, screen, where)

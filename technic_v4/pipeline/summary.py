@@ -65,6 +65,7 @@ class ScanSummary:
     short_history: dict = field(default_factory=dict)  # a rate-limited first scan's shorter window and rows it leaves short
     data_import: dict = field(default_factory=dict)  # the CSV import's report (csv source only)
     paths: dict[str, str] = field(default_factory=dict)
+    screens: dict[str, dict] = field(default_factory=dict)  # name -> rows, where, new/dropped/flipped, paths
     settings: dict = field(default_factory=dict)  # the run's result settings and signals filter (config_text)
     seen: dict = field(default_factory=dict)  # charts, report.html, events and alerts of this run (flows/present.py)
     rating: dict = field(default_factory=dict)  # which rating ran (pipeline/learned_rating.apply_rating)
@@ -151,3 +152,4 @@ class ScanOutput:
     results: pd.DataFrame  # ranked rows after the run's `signals` filter
     message: str
     summary: dict  # ScanSummary.as_dict(), the same JSON as latest.json
+    screens: dict[str, pd.DataFrame] = field(default_factory=dict)  # each screen's rows (its columns, its order)

@@ -70,14 +70,14 @@ def count_in_window(mask: np.ndarray, window: int) -> np.ndarray:
 
 def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[int, Regime], window: int,
                 plan_rule: str = ATR_RULE, min_reward_risk: float = DEFAULT_MIN_REWARD_RISK,
-                extra: dict[str, Indicator] | None = None) -> dict:
+                extra: dict[str, Indicator] | None = None, keep: tuple[str, ...] = ()) -> dict:
     """Scores of the (row, col) cells of `panel` (clean, split-adjusted as of its last day) as of each cell's day.
 
     `regimes` maps a panel row to that day's Regime. Returns 1-D arrays per cell: TechRating, Signal, the sub-scores,
     Close/ATR14, the plan columns by `plan_rule` (prices in the panel's basis), the pattern flags and tt_1..tt_7, the
     weekly columns (SMA10w/SMA40w in the panel's basis), ret_63d..ret_252d and `last_row` (the bar the values come
     from, -1: none), plus one array per `extra` indicator (name -> indicator), read as of each day exactly as the
-    scoring inputs are,
+    scoring inputs are, and the computed values named in `keep` (the columns a screen's scorecard reads),
     and `indicators` (every SCORING_INPUTS value per cell: the learned rating's features read them).
     """
     bars = Bars.from_panel(panel)
@@ -107,7 +107,7 @@ def score_cells(panel: Panel, rows: np.ndarray, cols: np.ndarray, regimes: dict[
     kept = {k: values[k] for k in ("ret_63d", *LONG_RETURN_COLUMNS, "RSI14_w", "SMA10w", "SMA40w")}
     scored = _score_by_regime(values, label_of_row[rows], by_label, plan_rule, min_reward_risk)
     return (scored | kept | extras | {name: values[name] for name in extra or {}}
-            | {"last_row": np.where(in_window, last, -1)})
+            | {k: values[k] for k in keep if k in values} | {"last_row": np.where(in_window, last, -1)})
 
 
 def _score_by_regime(values: dict, labels: np.ndarray, regimes: dict[str, Regime], plan_rule: str,

@@ -18,7 +18,8 @@ from technic_v4.domain.regime import HIGH_VOL_SUFFIX, TRENDS, Regime
 from technic_v4.domain.indicators.patterns import FLAG_COLUMNS, TREND_TEMPLATE_PER_SYMBOL
 from technic_v4.domain.market_proxy import market_proxy
 from technic_v4.domain.scoring.columns import LONG_RETURN_COLUMNS
-from technic_v4.domain.scoring.history import score_cells
+from technic_v4.domain.indicators import CATALOGUE
+from technic_v4.domain.scoring.history import SCORING_INPUTS, score_cells
 from technic_v4.domain.scoring.learned import raw_feature_frame
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE
 from technic_v4.domain.scoring.relative_strength import UNKNOWN_SECTOR, market_return, relative_strength, trend_template
@@ -30,6 +31,13 @@ from technic_v4.pipeline.evaluation.universe import asof_factors, daily_regimes,
 from technic_v4.errors import ConfigError
 
 
+PRICE_BASIS_COLUMNS = ("ATR14", "SMA20", "SMA50", "SMA200", "EMA20", "MACD", "MACD_signal", "MACD_hist")
+VOLUME_BASIS_COLUMNS = ("Volume", "AvgVolume20")
+
+
+def screen_indicators(names: tuple[str, ...]) -> dict:
+    """The catalogue indicators a screen reads that scoring does not compute anyway (e.g. EMA20, ret_5d)."""
+    return {n: CATALOGUE[n] for n in names if n in CATALOGUE and n not in SCORING_INPUTS}
 REGIME_LABELS = [t + suffix for t in TRENDS for suffix in ("", HIGH_VOL_SUFFIX)]
 
 
@@ -47,6 +55,7 @@ class PanelJob:
     plan_rule: str = DEFAULT_PLAN_RULE
     min_reward_risk: float = DEFAULT_MIN_REWARD_RISK
     features: bool = False  # add the learned rating's raw features (float16 columns FEATURE_PREFIX + name)
+    extra_columns: tuple[str, ...] = ()  # result columns a screen's scorecard reads, beyond the default frame
 
 
 @dataclass
@@ -59,7 +68,7 @@ class Prepared:
 
 
 def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, evaluated: list,
-            config: EvalConfig) -> Prepared:
+            config: EvalConfig, extra_columns: tuple[str, ...] = ()) -> Prepared:
     """Each day's kept universe and regime; the clean panel of the symbols kept on any day."""
     rows = np.searchsorted(panel.dates, np.array(evaluated, dtype="datetime64[D]"))
     factor = asof_factors(panel, splits)
@@ -70,7 +79,8 @@ def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, 
     job = PanelJob(panel=clean, keep=np.ascontiguousarray(keep[:, used]), factor=np.ascontiguousarray(factor[:, used]),
                    rows=rows, regimes=regimes, window=config.lookback_days, horizons=config.horizons,
                    plan_rule=config.plan_rule, min_reward_risk=config.min_reward_risk,
-                   features=config.rating == "learned")
+                   features=config.rating == "learned",
+                   extra_columns=tuple(extra_columns))
     return Prepared(job=job, prescreen=counts, quarantine=quarantine, universe_per_day=keep.sum(axis=1),
                     market_close=market_proxy(panel).close)
 
@@ -81,7 +91,8 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
     panel = job.panel.take_columns(columns)
     day_idx, col = np.nonzero(job.keep[:, columns])
     rows = job.rows[day_idx]
-    s = score_cells(panel, rows, col, job.regimes, job.window, job.plan_rule, job.min_reward_risk, extra=FACTORS)
+    s = score_cells(panel, rows, col, job.regimes, job.window, job.plan_rule, job.min_reward_risk,
+                    extra=FACTORS | screen_indicators(job.extra_columns), keep=job.extra_columns)
     fwd, missing = forward_returns(panel.close, rows, col, s["last_row"], job.horizons)
     direction = np.where(np.isin(s["Signal"], LONG_SIGNALS), 1.0, np.where(np.isin(s["Signal"], SHORT_SIGNALS), -1.0, np.nan))
     first_target, first_stop, both = plan_first_sessions(panel.high, panel.low, rows, col, direction, s["Stop"],
@@ -108,6 +119,11 @@ def evaluate_chunk(job: PanelJob, columns: np.ndarray) -> tuple[pd.DataFrame, di
         "plan_target_session": first_target,
         "plan_stop_session": first_stop,
     })
+    for name in job.extra_columns:  # prices (SMA200, ATR14 ...) as the scan on that day showed them, like Close
+        values = s.get(name)
+        if values is not None and name not in frame:
+            frame[name] = values / factor if name in PRICE_BASIS_COLUMNS else \
+                values * factor if name in VOLUME_BASIS_COLUMNS else values
     if job.features:
         frame = pd.concat([frame, raw_feature_frame(s["indicators"] | s)], axis=1)
     return frame, {"missing": missing, "plan_both_same_session": both, "cells": int(len(frame))}

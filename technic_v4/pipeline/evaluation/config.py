@@ -14,6 +14,7 @@ from technic_v4.domain.indicators import required_history
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 from technic_v4.errors import ConfigError
 from technic_v4.pipeline.prescreen import PrescreenRules
+from technic_v4.pipeline.screens.model import valid_names, valid_where
 
 
 class EvalConfig(BaseModel):
@@ -46,6 +47,18 @@ class EvalConfig(BaseModel):
         "data_dir/models) and report its out-of-sample statistics beside TechRating's")
     learned_horizons: tuple[int, ...] = Field((5, 21), description="Horizons the learned rating is fitted for "
                                               "(each must be one of `horizons`)")
+    screens: list[str] | None = Field(None, description="Saved screens to score: a walk-forward scorecard for each")
+    where: str | None = Field(None, description="An expression scored like a screen (named 'where')")
+
+    @field_validator("where")
+    @classmethod
+    def _parse_where(cls, v: str | None) -> str | None:
+        return valid_where(v)
+
+    @field_validator("screens", mode="before")
+    @classmethod
+    def _screen_names(cls, v):
+        return valid_names(v)
 
     @field_validator("horizons", "learned_horizons", mode="before")
     @classmethod
