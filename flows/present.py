@@ -68,15 +68,19 @@ def table_markdown(name: str, frame: pd.DataFrame, charts: ChartsReport | None, 
 
 async def present_scan(run: ScanRuntime, summary: ScanSummary, tables: Sequence[tuple[str, pd.DataFrame]],
                        panel: Panel | None, previous: Sequence[tuple[pd.DataFrame | None, str | None]],
-                       files: dict[str, str]) -> dict:
+                       files: dict[str, str], member_signals: Sequence[Sequence[str] | None] | None = None) -> dict:
     """Charts, alerts, report and artifacts for the published `tables` ((name, rows), one per screen) against their
-    `previous` (table, as_of) pairs. Returns what happened, for the summary (`summary.seen`)."""
+    `previous` (table, as_of) pairs. A table's members for its alerts are the rows with one of its `member_signals`
+    (default: the run's signals filter, else the actionable signals; a saved screen passes every signal, since its
+    where already chose its rows). Returns what happened, for the summary (`summary.seen`)."""
     log = get_run_logger()
     folder = run_folder(run.settings.data_dir, summary.flow_run_id)
     headline = run_headline(summary, tables[0][1] if tables else pd.DataFrame(), run.config.signals,
                             run.config.max_symbols)
-    changes = [screen_change(name, run.config_key, summary.as_of, prev, prev_as_of, frame, run.config.signals,
-                             simulated=summary.simulated) for (name, frame), (prev, prev_as_of) in zip(tables, previous)]
+    signals = list(member_signals) if member_signals is not None else [run.config.signals] * len(tables)
+    changes = [screen_change(name, run.config_key, summary.as_of, prev, prev_as_of, frame, sig,
+                             simulated=summary.simulated)
+               for (name, frame), (prev, prev_as_of), sig in zip(tables, previous, signals)]
     report_path = folder / "report.html"
 
     async def charts_stage() -> ChartsReport | None:

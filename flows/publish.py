@@ -11,6 +11,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from flows.present import present_scan
 from technic_v4.domain.panel import Panel
+from technic_v4.domain.scoring.signals import SIGNALS
 from technic_v4.pipeline.metrics import StageTimer, peak_rss_mb
 from technic_v4.pipeline.publish import publish
 from technic_v4.pipeline.report import (
@@ -92,8 +93,11 @@ async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary,
                              publish_screen_artifacts(done, summary))
     with timer.stage("charts_report_alerts"):  # after the table is published: nothing here can fail the scan
         try:
-            summary.seen = await present_scan(run, summary, [(SCAN_TABLE, shown)], panel,
-                                              [(previous, summary.previous_as_of)], files)
+            saved = [r for r in done if all(r is not a for a in ad_hoc)]  # each saved screen: a table of its own
+            summary.seen = await present_scan(
+                run, summary, [(SCAN_TABLE, shown)] + [(r.screen.name, r.members) for r in saved], panel,
+                [(previous, summary.previous_as_of)] + [(r.previous, r.previous_as_of) for r in saved], files,
+                member_signals=[run.config.signals] + [SIGNALS] * len(saved))
         except Exception as exc:  # noqa: BLE001 - the table is published; what a trader sees is reported instead
             get_run_logger().error("charts/report/alerts failed (the scan goes on): %s: %s", type(exc).__name__, exc)
             summary.seen = {"error": f"{type(exc).__name__}: {exc}"}

@@ -64,13 +64,14 @@ def scan(as_of, **kw):
                                             chart_top=0, **kw))
 
 
-def read_events(since: dt.datetime, want: int, timeout: float = 20.0) -> list[dict]:
+def read_events(since: dt.datetime, want: int, timeout: float = 20.0, resource: str | None = None) -> list[dict]:
     """Events named EVENT_NAME through the API's events filter, polled until the server has persisted `want`."""
     from prefect import get_client
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all(timeout=10)  # the client sends events from a background worker: flush it first
-    body = {"filter": {"event": {"name": [EVENT_NAME]}, "occurred": {"since": since.isoformat()}}, "limit": 50}
+    body = {"filter": {"event": {"name": [EVENT_NAME]}, "occurred": {"since": since.isoformat()},
+                       **({"resource": {"id": [resource]}} if resource else {})}, "limit": 50}
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
@@ -83,7 +84,7 @@ def read_events(since: dt.datetime, want: int, timeout: float = 20.0) -> list[di
 def test_one_message_per_change_none_on_rerun_events_read_back_failures_reported(prefect_api, small_market, receiver,
                                                                      monkeypatch):
     monkeypatch.setenv("TECHNIC_ALERT_URLS", receiver.url)
-    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    since = dt.datetime.now(dt.timezone.utc)  # the fixture's own scan (same screen) emitted just before: not ours
     first = scan(DAY1)
     assert len(receiver.messages) == 1  # the first scan of the screen: one summary, not one per name
     members = first.results["Symbol"].tolist()
@@ -106,7 +107,8 @@ def test_one_message_per_change_none_on_rerun_events_read_back_failures_reported
     shorts = set(nxt.results.loc[~nxt.results["Signal"].isin(LONGS), "Symbol"])
     assert not shorts and not set(change["new"]) - set(nxt.results["Symbol"])  # the run's filter applies
 
-    events = read_events(since, want=2)
+    resource = f"technic.screen.scan.{nxt.summary['config_key']}"  # this test's screen: other tests emit too
+    events = [e for e in read_events(since, want=2, resource=resource) if e["resource"]["prefect.resource.id"] == resource]
     assert [e["payload"]["as_of"] for e in sorted(events, key=lambda e: e["occurred"])] == ["2026-10-12",
                                                                                             "2026-10-13"]
     last = max(events, key=lambda e: e["occurred"])

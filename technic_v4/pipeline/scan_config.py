@@ -14,11 +14,11 @@ from pydantic import (
 
 from technic_v4.config import TICKER, DataSourceName, build_model
 from technic_v4.pipeline.scan_form import form_schema
-from technic_v4.domain.scoring.score import SIGNALS
+from technic_v4.domain.scoring.signals import SIGNALS
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 from technic_v4.pipeline.screens.model import valid_names, valid_where, with_screens
 
-SignalName = Literal[SIGNALS]  # the names score.py gives
+SignalName = Literal[SIGNALS]  # the names scoring gives (domain/scoring/signals.py)
 
 
 class ScanConfig(BaseModel):

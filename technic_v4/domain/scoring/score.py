@@ -63,10 +63,10 @@ from technic_v4.domain.scoring.columns import (  # noqa: F401 - re-exported: the
 from technic_v4.domain.scoring.plan_rules import ATR_RULE, DEFAULT_MIN_REWARD_RISK
 from technic_v4.domain.scoring.plans import STOP_ATR, STOP_ATR_HIGH_VOL, TARGET_ATR, plan_levels  # noqa: F401
 from technic_v4.domain.scoring.relative_strength import trend_template
+from technic_v4.domain.scoring.signals import (  # noqa: F401  (re-exported: score.SIGNALS etc.)
+    AVOID, LONG, LONG_SIGNALS, SHORT, SHORT_SIGNALS, SIGNALS, STRONG_LONG, STRONG_SHORT,
+)
 
-STRONG_LONG, LONG, SHORT, STRONG_SHORT, AVOID = "Strong Long", "Long", "Short", "Strong Short", "Avoid"
-SIGNALS = (STRONG_LONG, LONG, SHORT, STRONG_SHORT, AVOID)
-LONG_SIGNALS, SHORT_SIGNALS = (STRONG_LONG, LONG), (SHORT, STRONG_SHORT)
 
 TECH_WEIGHTS = {"TrendScore": 3, "MomentumScore": 3, "VolumeScore": 2, "VolatilityScore": 1, "OscillatorScore": 1,
                 "BreakoutScore": 1}  # fmt: skip

@@ -67,6 +67,7 @@ class ScreenResult:
     history_key: str
     previous_as_of: str | None = None
     paths: dict[str, str] = field(default_factory=dict)
+    previous: pd.DataFrame | None = None  # the last run's members (Symbol, Signal): what alerts compare against
 
     @property
     def table(self) -> pd.DataFrame:

@@ -44,7 +44,7 @@ def screen_results(results: pd.DataFrame, screens: list[Screen], *, data_dir: Pa
         previous, previous_as_of = read_history(history_path(data_dir, screen.name, key))
         out.append(ScreenResult(screen=screen, members=chosen, positions=positions,
                                 changes=member_changes(previous, chosen), history_key=key,
-                                previous_as_of=previous_as_of))
+                                previous_as_of=previous_as_of, previous=previous))
     return out
 
 
