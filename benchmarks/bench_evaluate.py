@@ -52,14 +52,15 @@ def _excess(s: dict, signal: str):
     return float(table.loc[signal, "mean_excess"]) if signal in table.index else None
 
 
-def _run_child(spec: dict, env: dict, timeout: float = 1800) -> dict:
+def _run_child(spec: dict, env: dict, timeout: float = 1800, module: str = "benchmarks.bench_evaluate") -> dict:
+    """`module --child SPEC --out FILE` in a fresh process; its JSON result (bench_learned runs its scans this way)."""
     with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as fh:
         path = fh.name
     try:
-        cmd = [sys.executable, "-m", "benchmarks.bench_evaluate", "--child", json.dumps(spec), "--out", path]
+        cmd = [sys.executable, "-m", module, "--child", json.dumps(spec), "--out", path]
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
-            raise RuntimeError(f"evaluation child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+            raise RuntimeError(f"{module} child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         return json.loads(Path(path).read_text())
     finally:
         Path(path).unlink(missing_ok=True)

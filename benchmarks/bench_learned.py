@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from benchmarks.bench_evaluate import END, FULL, NO_FLOORS, QUICK, _run_child
 from benchmarks.prefect_stack import PrefectServer
-from benchmarks.util import REPO, rnd
+from benchmarks.util import rnd
 
 SCAN_AS_OF = "2026-07-01"  # the session after END: the final model's labels closed on END
 
@@ -40,16 +39,7 @@ def scan_child(spec: dict) -> dict:
 
 
 def _scan(spec: dict, env: dict) -> dict:
-    with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as fh:
-        path = fh.name
-    try:
-        cmd = [sys.executable, "-m", "benchmarks.bench_learned", "--child", json.dumps(spec), "--out", path]
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
-        if proc.returncode != 0:
-            raise RuntimeError(f"scan child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-        return json.loads(Path(path).read_text())
-    finally:
-        Path(path).unlink(missing_ok=True)
+    return _run_child(spec, env, module="benchmarks.bench_learned")
 
 
 def run(quick: bool = False) -> dict:
