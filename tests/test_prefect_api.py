@@ -112,6 +112,7 @@ def _cpu_seconds(pid: int, over: float) -> float:
     return sum(proc.cpu_times()[:2]) - before
 
 
+@pytest.mark.slow  # not a main path; kept out of the 6-minute default suite
 @pytest.mark.timeout(400)
 def test_concurrent_scans_share_one_kept_server_paused_while_idle_and_stopped_after_the_linger(tmp_path):
     env = _env(tmp_path, TECHNIC_PREFECT_SERVER_LINGER="12")

@@ -155,6 +155,7 @@ def test_broken_day_is_reported_missing_and_refetched_next_scan(poly_env, server
     assert server.requests.count("grouped_daily") == 1
 
 
+@pytest.mark.slow  # not a main path; kept out of the 6-minute default suite
 def test_broken_day_fails_the_scan_by_config_naming_the_day(poly_env, server, monkeypatch):
     monkeypatch.setenv("TECHNIC_MAX_RETRIES", "1")
     server.fail(PolygonServer.grouped_path(BROKEN), 503)

@@ -55,6 +55,7 @@ def test_long_lists_are_cut_with_a_count():
     assert short_list([]) == "none"
 
 
+@pytest.mark.slow  # not a main path; kept out of the 6-minute default suite
 def test_history_and_reuse_are_per_configuration(prefect_api, sim_env):
     small = scan(as_of=DAY1, max_symbols=400)
     assert small.summary["previous_as_of"] is None and "first scan of this configuration" in small.message

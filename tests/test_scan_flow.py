@@ -36,6 +36,7 @@ def test_cold_then_warm_same_day(prefect_api, sim_env):
     pd.testing.assert_frame_equal(cold.results, warm.results)
 
 
+@pytest.mark.slow  # not a main path; kept out of the 6-minute default suite
 def test_next_trading_day_fetches_one_day_and_readjusts_split(prefect_api, sim_env):
     first = scan(as_of=DAY1, watchlist=["PMBB"], **OPEN_DOOR)
     before = first.results.set_index("Symbol").loc["PMBB"]
