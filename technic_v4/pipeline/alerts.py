@@ -22,6 +22,7 @@ import pandas as pd
 
 from technic_v4.pipeline.publish import ACTIONABLE
 from technic_v4.store.atomic import atomic_write_text
+from technic_v4.pipeline.screens.apply import member_changes
 
 EVENT_NAME = "technic.screen.changed"
 SENT_KEPT = 1000  # dedupe keys remembered (about a year of daily scans of a few screens)
@@ -92,14 +93,13 @@ def screen_change(screen: str, config_key: str, as_of: str, previous: pd.DataFra
                   previous_as_of: str | None, current: pd.DataFrame, signals: Sequence[str] | None,
                   simulated: bool = False) -> ScreenChange:
     cur, prev = members(current, signals), members(previous, signals)
-    both = cur.index.intersection(prev.index)
-    flipped = [s for s in both if cur.at[s, "Signal"] != prev.at[s, "Signal"]]
+    diff = member_changes(prev, cur)  # the one new/dropped/flipped rule the screens' history uses too
     return ScreenChange(
         screen=screen, config_key=config_key, as_of=as_of, previous_as_of=previous_as_of, members=len(cur),
         fingerprint=fingerprint(cur), simulated=simulated,
-        new=[_record(cur.loc[s]) for s in cur.index.difference(prev.index)],
-        dropped=[_record(prev.loc[s]) for s in prev.index.difference(cur.index)],
-        flipped=[_record(cur.loc[s], prev.loc[s]) for s in flipped])
+        new=[_record(cur.loc[s]) for s in diff["new"]],
+        dropped=[_record(prev.loc[s]) for s in diff["dropped"]],
+        flipped=[_record(cur.loc[s], prev.loc[s]) for s in diff["flipped"]])
 
 
 def _names(records: list[dict], limit: int = MESSAGE_LIMIT) -> str:
