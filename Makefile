@@ -24,10 +24,13 @@ $(STAMP): requirements.txt pyproject.toml
 scan: $(STAMP)
 	$(VPY) -m technic_v4.cli scan $(ARGS)
 
-## make test: the fast default suite (slow and benchmark tests are marked and excluded; <= 6 min on 2 cores); the 15
-## slowest tests are listed, so a new slow one shows. pytest's exit code 5 (no test ran) fails the target too.
+## make test: the fast default suite (slow and benchmark tests are marked and excluded; <= 6 min on 2 cores) in
+## TEST_WORKERS pytest-xdist processes, a test file per worker at a time (module fixtures run once), the longest
+## files first (tests/conftest.py); TEST_WORKERS=0 runs it in this process. The 15 slowest tests are listed, so a new
+## slow one shows. pytest's exit code 5 (no test ran) fails the target too.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PYTEST) --durations=15 $(PYTEST_ARGS)
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PYTEST) -m slow $(PYTEST_ARGS)

@@ -10,6 +10,18 @@ for _k in list(os.environ):
         del os.environ[_k]
 
 
+# The longest test files (measured wall, quiet 2-core box, 2026-12-04) start first under `make test`'s pytest-xdist
+# workers (--dist loadfile --no-loadscope-reorder): files go to workers in collection order, so a 2-minute file
+# collected last would be the suite's tail.
+LONGEST_FIRST = ("test_deployment.py", "test_local_stack.py", "test_alerts.py", "test_screens_saved.py",
+                 "test_csv_scan.py", "test_reliability_api.py", "test_scan_flow.py", "test_reliability_input.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep pytest's order
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
     d = tmp_path / "technic_data"
