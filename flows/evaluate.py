@@ -21,6 +21,7 @@ from flows.runners import SharedDataStore, choose_runner, make_task_runner
 from flows.tasks import load_reference, refresh_splits
 from technic_v4.calendar import last_completed_session, trading_days
 from technic_v4.domain.panel_load import load_panel
+from technic_v4.heap import release_free_memory
 from technic_v4.pipeline.evaluation.chunk import (
     PanelJob, add_cross_sectional, column_chunks, describe, evaluate_chunk, finish,
 )
@@ -121,12 +122,16 @@ async def evaluate(config: EvalConfig = EvalConfig(), screen: str | None = None)
     with timer.stage("score"):
         outs, kind, reason = _run_chunks(prepared.job, config, run.settings)
         frames, infos = [o[0] for o in outs], [o[1] for o in outs]
-        del outs  # finish() frees the chunk frames it is given once concatenated
+        del outs  # finish() frees the chunk frames column by column
+        release_free_memory()  # the chunks' scratch, freed in the worker threads' malloc arenas
         scores = add_cross_sectional(finish(frames), prepared, reference)
+        prepared.job = None  # the clean panel is not read after the join (6,000 x 500: ~0.3 GB)
+        release_free_memory()
     learned = None
     if config.rating == "learned":
         with timer.stage("learned"):
             scores, learned = evaluate_learned(scores, evaluated, config, run.settings.data_dir, run.source_id)
+            release_free_memory()  # the feature matrix and the fits' scratch, before the statistics' own peak
     with timer.stage("statistics"):
         summary = summarize(scores, config.horizons, config.shuffle_seed)
         screened = with_reference_columns(scores, reference, needed)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from technic_v4.aio import run_sync
 from technic_v4.api import load_flow_factory
+from technic_v4.heap import tune_process
 from technic_v4.pipeline.evaluation.config import EvalConfig
 from technic_v4.startup import prepare_prefect_api
 
@@ -26,6 +27,7 @@ def run_evaluation(config: EvalConfig | None = None, **overrides) -> tuple[pd.Da
         config = EvalConfig.build(**overrides)
     elif overrides:
         config = EvalConfig.build(**{**config.model_dump(), **overrides})
+    tune_process()  # two malloc arenas, as for run_scan (technic_v4/heap.py)
     api = prepare_prefect_api()  # a kept server, or Prefect's own with time to start on a busy box
     flow = load_flow_factory("evaluate")(config)
     if api is not None:

@@ -216,3 +216,66 @@ def test_a_horizon_without_forward_returns_gets_no_verdict(no_edge):
     summary = summarize(late, (1, 21), seed=0)
     assert summary["verdicts"][1].startswith("21-session: no verdict — 0 day(s)")
     assert "rank IC" in summary["verdicts"][0] and summary["horizons"][21]["rows"] == 0
+
+
+def test_finish_sorts_like_a_plain_concat_and_keeps_categories():
+    from technic_v4.pipeline.evaluation.chunk import finish
+
+    rng = np.random.default_rng(3)
+    symbols = [f"S{i}" for i in range(40)]
+    dates = np.array(trading_days(dt.date(2024, 1, 2), dt.date(2024, 2, 28)), dtype="datetime64[s]")
+
+    def chunk(cols):
+        day = np.repeat(np.arange(len(dates)), len(cols))
+        col = np.tile(cols, len(dates))
+        rating = rng.normal(50, 10, len(day)).round(0)  # ties, so Symbol breaks them
+        rating[rng.random(len(day)) < 0.1] = np.nan  # NaN ratings sort last within the day
+        return pd.DataFrame({"Date": dates[day], "Symbol": pd.Categorical.from_codes(col, categories=symbols),
+                             "TechRating": rating, "Signal": pd.Categorical(np.where(rating > 55, "Long", "Avoid"),
+                                                                           categories=["Long", "Avoid"]),
+                             "fwd": rng.normal(0, 1, len(day)).astype(np.float32)})
+
+    frames = [chunk(np.arange(0, 15)), chunk(np.arange(15, 30)), chunk(np.arange(30, 40)).iloc[:0], chunk(np.arange(30, 40))]
+    plain = pd.concat(frames, ignore_index=True)
+    expected = plain.assign(neg=-plain["TechRating"], code=plain["Symbol"].cat.codes).sort_values(
+        ["Date", "neg", "code"], na_position="last", kind="stable").drop(columns=["neg", "code"]).reset_index(drop=True)
+    out = finish(frames)
+    assert frames == []  # the chunks are given up column by column
+    pd.testing.assert_frame_equal(out, expected)
+    assert out["Symbol"].dtype == plain["Symbol"].dtype and out["Signal"].dtype == plain["Signal"].dtype
+    assert out["fwd"].dtype == np.float32
+    # the first row of each day is its best rating; NaN ratings come last within their day
+    firsts = out.groupby("Date", sort=False).head(1)
+    best = plain.groupby("Date")["TechRating"].max()
+    assert (firsts.set_index("Date")["TechRating"] == best).all()
+
+
+def test_cross_sectional_columns_join_without_copying_the_rows_and_match_the_scan_rule():
+    from types import SimpleNamespace
+
+    from technic_v4.domain.indicators.patterns import TREND_TEMPLATE_PER_SYMBOL
+    from technic_v4.domain.scoring.columns import LONG_RETURN_COLUMNS
+    from technic_v4.domain.scoring.relative_strength import add_relative_strength
+    from technic_v4.pipeline.evaluation.chunk import Prepared, add_cross_sectional, finish
+
+    rng = np.random.default_rng(5)
+    dates = np.array(trading_days(dt.date(2024, 3, 1), dt.date(2024, 3, 15)), dtype="datetime64[D]")
+    symbols = [f"S{i}" for i in range(30)]
+    day, col = np.repeat(np.arange(len(dates)), 30), np.tile(np.arange(30), len(dates))
+    columns = {"Date": dates[day].astype("datetime64[s]"), "Symbol": pd.Categorical.from_codes(col, categories=symbols),
+               "TechRating": rng.normal(50, 10, len(day)),
+               **{c: rng.normal(0.05, 0.2, len(day)) for c in ("ret_63d", *LONG_RETURN_COLUMNS)},
+               **{c: rng.random(len(day)) < 0.7 for c in TREND_TEMPLATE_PER_SYMBOL}}
+    scores = finish([pd.DataFrame(columns)])
+    reference = pd.DataFrame({"symbol": symbols, "sector": ["Tech", "Energy", ""] * 10})
+    prepared = Prepared(job=SimpleNamespace(panel=SimpleNamespace(dates=dates)), prescreen={}, quarantine=pd.DataFrame(),
+                        market_close=np.linspace(100, 110, len(dates)))
+    out = add_cross_sectional(scores, prepared, reference)
+    assert np.shares_memory(out["TechRating"].to_numpy(), scores["TechRating"].to_numpy())  # no copy of the rows
+    assert out["Sector"].dtype == "category" and set(out["Sector"].cat.categories) == {"Tech", "Energy", "Unknown"}
+    one_day = out[out["Date"] == out["Date"].iloc[0]].reset_index(drop=True)
+    scan = add_relative_strength(one_day.drop(columns=["RS_rating", "sector_rank", "rank_in_sector"])
+                                 .assign(Sector=one_day["Sector"].astype(object)), 0.0)
+    for name in ("RS_rating", "sector_rank", "rank_in_sector", "tt_count"):  # one day equals the scan's own table
+        np.testing.assert_array_equal(one_day[name].to_numpy(float), scan[name].to_numpy(float), err_msg=name)
+    assert one_day.loc[one_day["Sector"] == "Unknown", "sector_rank"].isna().all()

@@ -172,7 +172,7 @@ def reference_frame(listing: pd.DataFrame, details: list[TickerDetails | None]) 
             "symbol": listing["symbol"].to_numpy(),
             "name": listing["name"].to_numpy(),
             "type": listing["type"].to_numpy(),
-            "active": listing["active"].fillna(True).astype(bool).to_numpy(),
+            "active": np.where(listing["active"].isna(), True, listing["active"]).astype(bool),  # missing: active
             "primary_exchange": listing["primary_exchange"].to_numpy(),
             "sic_code": sic_code,
             "sector": [sector_for_sic(c) for c in sic_code],

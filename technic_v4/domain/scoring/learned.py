@@ -146,7 +146,7 @@ def feature_matrix(raw, day: np.ndarray, regime_labels) -> np.ndarray:
     out = np.empty((len(day), len(FEATURES)), dtype=np.float32)
     k = len(RAW_FEATURES)
     for j, name in enumerate(RAW_FEATURES):
-        column = columns.pop(name) if isinstance(raw, dict) else columns[name]
+        column = np.asarray(columns.pop(name) if isinstance(raw, dict) else columns[name], dtype=np.float32)
         out[:, j] = column
         out[:, k + j] = day_percentile_ranks(column, day)
         del column

@@ -86,7 +86,7 @@ def group_medians(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.n
     return out
 
 
-def relative_strength(values, sector: np.ndarray, group: np.ndarray, market_ret_63d: np.ndarray) -> dict:
+def relative_strength(values, sector: np.ndarray | pd.Categorical, group: np.ndarray, market_ret_63d: np.ndarray) -> dict:
     """RS_rating, rs_vs_market_63d, sector_rank, rank_in_sector for rows grouped by `group` (one group per day).
 
     `values` holds ret_63d/126d/189d/252d per row; `market_ret_63d` is per row (its day's market return)."""
@@ -97,10 +97,12 @@ def relative_strength(values, sector: np.ndarray, group: np.ndarray, market_ret_
     with np.errstate(invalid="ignore", divide="ignore"):
         rating = np.where(n > 1, 1 + np.floor((98 * (twice_rank - 2) + (n - 1)) / (2 * (n - 1))), 50.0)
     rating = np.where(np.isfinite(score), rating, np.nan)
-    sector = pd.Series(np.asarray(sector, dtype=object))
-    known = (sector.notna() & (sector != UNKNOWN_SECTOR)).to_numpy()
-    sector_code, names = pd.factorize(sector.where(known), sort=False)  # Unknown/missing -> -1
-    n_sectors = max(len(names), 1)
+    # codes of a categorical (the evaluation's millions of rows come as one: no hashing of strings per row)
+    sector = sector if isinstance(sector, pd.Categorical) else pd.Categorical(np.asarray(sector, dtype=object))
+    named = np.asarray(sector.categories != UNKNOWN_SECTOR, dtype=bool)
+    sector_code = np.asarray(sector.codes, dtype=np.int64)
+    known = (sector_code >= 0) & (named[np.maximum(sector_code, 0)] if named.size else False)  # Unknown/missing out
+    n_sectors = max(len(named), 1)
     cell = np.where(known, day * n_sectors + np.maximum(sector_code, 0), -1)  # (day, sector) group of each row
     n_cells = (day.max() + 1) * n_sectors if day.size else 0
     medians = group_medians(rating[known], cell[known], n_cells)

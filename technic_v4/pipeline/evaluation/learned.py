@@ -229,7 +229,7 @@ def run_learned(scores: pd.DataFrame, evaluated: list, horizons: tuple[int, ...]
     sessions = np.array(evaluated, dtype="datetime64[D]")
     dates = scores["Date"].to_numpy().astype("datetime64[D]")
     day = np.searchsorted(sessions, dates)
-    X = feature_matrix({name: scores.pop(FEATURE_PREFIX + name).to_numpy(np.float32) for name in RAW_FEATURES},
+    X = feature_matrix({name: scores.pop(FEATURE_PREFIX + name) for name in RAW_FEATURES},  # float16, widened one by one
                        day, scores["Regime"].array)
     key = row_hash(scores["Symbol"].array, dates)
     tech_signal = scores["Signal"].to_numpy().astype(object)
