@@ -108,3 +108,46 @@ def test_every_technic_variable_read_anywhere_is_a_setting():
     fields = {f.validation_alias for f in Settings.model_fields.values()}
     assert {"TECHNIC_PREFECT_SERVER_LINGER", "TECHNIC_RAY_HEAD"} <= fields
     assert read - fields == set()
+
+
+def test_market_cap_floor_is_given_in_millions_and_a_dollar_figure_is_refused():
+    from technic_v4.evaluation import EvalConfig
+    from technic_v4.pipeline.prescreen import DEFAULT_RULES
+    from technic_v4.pipeline.scan_config import ScanConfig
+    from technic_v4.pipeline.screen import rules_for
+
+    assert ScanConfig().min_market_cap == 500 and EvalConfig().min_market_cap == 500
+    assert rules_for(ScanConfig()).min_market_cap == DEFAULT_RULES.min_market_cap == 500e6  # the rules work in USD
+    assert rules_for(ScanConfig(min_market_cap=2000)).min_market_cap == 2e9
+    assert EvalConfig(min_market_cap=2000).rules().min_market_cap == 2e9
+    for build in (ScanConfig.build, EvalConfig.build):
+        with pytest.raises(ConfigError, match=r"min_market_cap.*\$M.*write 500"):
+            build(min_market_cap=500e6)
+
+
+def test_config_key_of_the_default_floor_is_the_one_scans_had_before_the_floor_was_in_millions():
+    import hashlib
+    import json
+
+    from technic_v4.pipeline.scan_config import ScanConfig
+    from technic_v4.pipeline.state import RESULT_FIELDS, config_key
+
+    config = ScanConfig()
+    before = {name: getattr(config, name) for name in RESULT_FIELDS} | {"min_market_cap": 500e6, "source": "sim"}
+    expected = hashlib.sha1(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert config_key(config, "sim") == expected  # history (new / dropped) carries over the change of unit
+
+
+def test_custom_run_form_shows_trader_filters_first_with_readable_units():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.scan import scan
+
+    schema = parameter_schema(scan.fn).model_dump_for_openapi()
+    props = schema["definitions"]["ScanConfig"]["properties"]
+    first = sorted(props, key=lambda n: props[n]["position"])[:4]
+    assert first == ["signals", "min_market_cap", "min_avg_volume", "min_price"]
+    assert props["min_market_cap"]["title"] == "Min market cap, $M (500 = $500M)"
+    assert props["min_market_cap"]["default"] == 500
+    assert not any("anyOf" in p and {"type": "null"} in p["anyOf"] for p in props.values())  # no "type None" toggles
+    assert all(props[n]["title"].startswith("Engineering") for n in ("data_source", "task_runner", "data_dir"))

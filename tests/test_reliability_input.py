@@ -112,7 +112,7 @@ def test_watchlist_of_only_unknown_symbols_still_scans(prefect_api, sim_env):
 
 
 def test_filters_nothing_passes_leave_only_index_etfs_and_say_so(prefect_api, sim_env):
-    out = scan(min_market_cap=1e18)
+    out = scan(min_market_cap=9_000_000)
     pre = out.summary["prescreen"]
     assert pre["kept"] == len(INDEX_ETFS) and pre["filtered"]["market_cap"] > 1000
     assert set(out.results["Symbol"]) == set(INDEX_ETFS)
@@ -120,7 +120,7 @@ def test_filters_nothing_passes_leave_only_index_etfs_and_say_so(prefect_api, si
 
 
 def test_signal_filter_matching_nothing_gives_an_empty_table_not_an_error(prefect_api, sim_env):
-    out = scan(min_market_cap=1e18, signals=["Strong Long"])
+    out = scan(min_market_cap=9_000_000, signals=["Strong Long"])
     assert out.results.empty and "Signal" in out.results.columns
     assert out.summary["prescreen"]["kept"] == len(INDEX_ETFS)
 

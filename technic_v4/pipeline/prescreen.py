@@ -45,6 +45,19 @@ class PrescreenRules:
     unknown_market_cap: Literal["keep", "drop"] = "keep"  # see the module docstring
 
 
+DEFAULT_RULES = PrescreenRules()  # the one home of the floors' defaults (ScanConfig and EvalConfig start from it)
+MARKET_CAP_UNIT = 1e6  # the configs take the market-cap floor in $M, what a trader types; the rules work in USD
+
+
+def market_cap_floor_m(value: float) -> float:
+    """A config's market-cap floor in $M. A value that reads as US dollars (a floor of $10 trillion or more) is
+    refused with the figure to write, rather than run as a floor that no stock passes."""
+    if value >= 1e7:  # $10 trillion in $M; any dollar figure above $10M reads as more
+        raise ValueError(f"min_market_cap is in $M (500 = $500M): {value:,.0f} reads as US dollars, "
+                         f"write {value / MARKET_CAP_UNIT:g}")
+    return value
+
+
 @dataclass
 class PrescreenResult:
     kept: list[str]

@@ -302,7 +302,7 @@ def config_text(settings: dict) -> str:
         return "(settings not recorded)"
     g = settings.get
     parts = [f"{g('max_symbols', 0):,} symbols", f"lookback {g('lookback_days')} sessions",
-             f"market cap ≥ ${g('min_market_cap', 0) / 1e6:,.0f}M", f"avg volume ≥ {g('min_avg_volume', 0):,.0f}",
+             f"market cap ≥ ${g('min_market_cap', 0):,.0f}M", f"avg volume ≥ {g('min_avg_volume', 0):,.0f}",
              f"price ≥ ${g('min_price', 0):,.2f}", "sectors " + (", ".join(g("sectors")) if g("sectors") else "all")]
     if g("watchlist"):
         parts.append(f"watchlist {short_list(g('watchlist'), 10)}")

@@ -16,8 +16,10 @@ from technic_v4.config import TICKER, DataSourceName, build_model
 from technic_v4.pipeline.scan_form import form_schema
 from technic_v4.domain.scoring.signals import SIGNALS
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
+from technic_v4.pipeline.prescreen import DEFAULT_RULES, MARKET_CAP_UNIT, market_cap_floor_m
 from technic_v4.pipeline.screens.model import valid_names, valid_where, with_screens
 
+DEFAULT_LOOKBACK_DAYS = 300  # sessions per symbol: the scan's and each evaluated day's window
 SignalName = Literal[SIGNALS]  # the names scoring gives (domain/scoring/signals.py)
 
 
@@ -33,16 +35,17 @@ class ScanConfig(BaseModel):
     allow_short_history: bool = Field(
         False, description="Accept lookback_days below what the indicators need (their values are NaN, not made up)"
     )
-    lookback_days: int = Field(300, ge=30, le=2520, description="Trading days of history loaded per symbol")
+    lookback_days: int = Field(DEFAULT_LOOKBACK_DAYS, ge=30, le=2520, description="Trading days of history loaded per symbol")
     as_of: dt.date | None = Field(None, description="Scan as of this session (default: last completed session)")
     intraday: bool = Field(False, description="Add today's unfinished session from one snapshot call")
     sectors: list[str] | None = Field(None, description="Keep only these sectors (default: all)")
-    min_market_cap: float = Field(500e6, ge=0, description="Shares outstanding x last close, USD")
-    min_avg_volume: float = Field(1e6, ge=0, description="20-day average volume, shares")
-    min_price: float = Field(5.0, ge=0, description="Last close floor, USD")
+    min_market_cap: float = Field(DEFAULT_RULES.min_market_cap / MARKET_CAP_UNIT, ge=0,
+                                  description="Market-cap floor in $M (shares outstanding x last close): 500 = $500M")
+    min_avg_volume: float = Field(DEFAULT_RULES.min_avg_volume, ge=0, description="20-day average volume, shares")
+    min_price: float = Field(DEFAULT_RULES.min_price, ge=0, description="Last close floor, USD")
     signals: list[SignalName] | None = Field(None, description="Keep only rows with these signals (default: all)")
     watchlist: list[str] = Field(default_factory=list, description="Always refreshed, scored first, never prescreened out")
-    blacklist_after: int = Field(5, ge=1, le=250, description="Low-volume scans in a row before a symbol is blacklisted")
+    blacklist_after: int = Field(DEFAULT_RULES.blacklist_after, ge=1, le=250, description="Low-volume scans in a row before a symbol is blacklisted")
     on_missing_day: Literal["skip", "fail"] = Field("skip", description="A day that stays broken: report and go on, or fail")
     reuse_scores: bool = Field(True, description="Reuse last scan's rows for symbols whose bars did not change")
     task_runner: Literal["auto", "ray", "thread"] | None = Field(
@@ -90,6 +93,11 @@ class ScanConfig(BaseModel):
         if bad:
             raise ValueError(f"not ticker symbols: {bad}")
         return list(dict.fromkeys(out))
+
+    @field_validator("min_market_cap")
+    @classmethod
+    def _market_cap_in_millions(cls, v: float) -> float:
+        return market_cap_floor_m(v)
 
     @field_validator("where")
     @classmethod

@@ -12,7 +12,7 @@ FORM_ORDER = ("signals", "min_market_cap", "min_avg_volume", "min_price", "secto
               "max_symbols", "as_of", "intraday", "chart_top")
 TITLES = {
     "signals": "Signals to show",
-    "min_market_cap": "Min market cap, USD (500000000 = $500M)",
+    "min_market_cap": "Min market cap, $M (500 = $500M)",
     "min_avg_volume": "Min 20-day average volume, shares",
     "min_price": "Min price, USD",
     "sectors": "Sectors (empty: all)",

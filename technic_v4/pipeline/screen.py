@@ -34,7 +34,7 @@ def check_sectors(sectors: list[str] | None, reference: pd.DataFrame) -> None:
 
 def rules_for(config: ScanConfig) -> ps.PrescreenRules:
     return ps.PrescreenRules(
-        min_market_cap=config.min_market_cap,
+        min_market_cap=config.min_market_cap * ps.MARKET_CAP_UNIT,
         min_avg_volume=config.min_avg_volume,
         min_price=config.min_price,
         sectors=tuple(config.sectors) if config.sectors else None,

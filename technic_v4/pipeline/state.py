@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from technic_v4.pipeline.prescreen import MARKET_CAP_UNIT
 from technic_v4.store.bar_store import BarStore
 
 # ScanConfig fields that change the published table; everything else (runner, workers, data_dir, signals, as_of) does not.
@@ -27,6 +28,7 @@ LAST_SIGNALS_KEPT = 500
 def config_key(config, source_id: str) -> str:
     """A short stable name for the configuration: source + every result-changing field."""
     payload = {name: getattr(config, name) for name in RESULT_FIELDS}
+    payload["min_market_cap"] *= MARKET_CAP_UNIT  # in USD, so the keys of scans before the $M floor still match
     payload["source"] = source_id
     if getattr(config, "rating", "tech") != "tech":  # only then: the default's keys stay what they were
         payload["rating"] = config.rating

@@ -13,7 +13,8 @@ from technic_v4.config import DataSourceName, build_model
 from technic_v4.domain.indicators import required_history
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 from technic_v4.errors import ConfigError
-from technic_v4.pipeline.prescreen import PrescreenRules
+from technic_v4.pipeline.prescreen import DEFAULT_RULES, MARKET_CAP_UNIT, PrescreenRules, market_cap_floor_m
+from technic_v4.pipeline.scan_config import DEFAULT_LOOKBACK_DAYS
 from technic_v4.pipeline.screens.model import valid_names, valid_where
 
 
@@ -27,10 +28,11 @@ class EvalConfig(BaseModel):
     sessions: int = Field(250, ge=2, le=5000, description="Sessions evaluated when start is not given")
     horizons: tuple[int, ...] = Field((1, 5, 21, 63), description="Forward-return horizons in sessions (IC decay)")
     max_symbols: int = Field(6000, ge=1, le=200_000, description="Most liquid N symbols per day, as the scan's")
-    lookback_days: int = Field(300, ge=30, le=2520, description="Each day's scan window in sessions, as the scan's")
-    min_market_cap: float = Field(500e6, ge=0)
-    min_avg_volume: float = Field(1e6, ge=0)
-    min_price: float = Field(5.0, ge=0)
+    lookback_days: int = Field(DEFAULT_LOOKBACK_DAYS, ge=30, le=2520, description="Each day's scan window in sessions, as the scan's")
+    min_market_cap: float = Field(DEFAULT_RULES.min_market_cap / MARKET_CAP_UNIT, ge=0,
+                                  description="Market-cap floor in $M, as ScanConfig's")
+    min_avg_volume: float = Field(DEFAULT_RULES.min_avg_volume, ge=0)
+    min_price: float = Field(DEFAULT_RULES.min_price, ge=0)
     data_source: DataSourceName | None = Field(None)
     csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
@@ -49,6 +51,11 @@ class EvalConfig(BaseModel):
                                               "(each must be one of `horizons`)")
     screens: list[str] | None = Field(None, description="Saved screens to score: a walk-forward scorecard for each")
     where: str | None = Field(None, description="An expression scored like a screen (named 'where')")
+
+    @field_validator("min_market_cap")
+    @classmethod
+    def _market_cap_in_millions(cls, v: float) -> float:
+        return market_cap_floor_m(v)
 
     @field_validator("where")
     @classmethod
@@ -98,7 +105,7 @@ class EvalConfig(BaseModel):
         return build_model(cls, **values)
 
     def rules(self) -> PrescreenRules:
-        return PrescreenRules(min_market_cap=self.min_market_cap, min_avg_volume=self.min_avg_volume,
+        return PrescreenRules(min_market_cap=self.min_market_cap * MARKET_CAP_UNIT, min_avg_volume=self.min_avg_volume,
                               min_price=self.min_price)
 
     def evaluated_days(self, last_session: dt.date | None = None) -> list[dt.date]:
