@@ -214,7 +214,8 @@ def run(quick: bool = False, before: str | None = None, workdir: str | None = No
     before = before or os.environ.get("TECHNIC_BENCH_BEFORE")
     work = Path(workdir or os.environ.get("TECHNIC_BENCH_WORKDIR") or tempfile.mkdtemp(prefix="bench_user_wait-"))
     codes = {"after": REPO, **({"before": Path(before).resolve()} if before else {})}
-    result: dict = {"quick": quick, "codes": {k: str(v) for k, v in codes.items()}, "rows": [], "load_panel": []}
+    result: dict = {"quick": quick, "codes": {k: str(v) for k, v in codes.items()},
+                    "commits": {k: _commit(v) for k, v in codes.items()}, "rows": [], "load_panel": []}
     with PrefectServer() as stack:
         for listed in markets:
             result["rows"] += _rows(codes, work, listed, stack.api_url, quick, runners)
@@ -224,19 +225,32 @@ def run(quick: bool = False, before: str | None = None, workdir: str | None = No
     return result
 
 
+def _commit(code: Path) -> str:
+    """The short commit of a checkout, "+ changes" when its work tree differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=code, capture_output=True, text=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + (" + changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def markdown(result: dict) -> str:
     lines = ["## What the user waits (process wall, fresh process)", "",
              "Wall = spawn to exit of a fresh process (imports, Prefect server, Ray start, flow, exit); flow = the "
              "flow's own stage timer (the scan's summary); peak RSS = largest process. 6,000 symbols scanned of the "
              "listed market. Stack = a local Prefect server already running (`make server`); without it a temporary "
-             "one starts, or the one the previous scan kept is reused.", "",
-             "| code | listed | path | stack | runner | wall s | flow s | load_panel s | peak RSS MB |",
-             "|---|---:|---|---|---|---:|---:|---:|---:|"]
+             "one starts, or the one the previous scan kept is reused. Charts s = the flow's charts/report/alerts "
+             "stage, after the table is published (run_scan's flow time includes it; `technic scan`'s flow time is "
+             "read from latest.json, written before it).", ""]
+    if result.get("commits"):
+        lines += ["Code: " + ", ".join(f"{k} = {v}" for k, v in result["commits"].items()) + ", side by side in "
+                  "one run.", ""]
+    lines += ["| code | listed | path | stack | runner | wall s | flow s | load_panel s | charts s | peak RSS MB |",
+              "|---|---:|---|---|---|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         stages = r.get("stages", {})
         lines.append(f"| {r['code']} | {r['listed']:,} | {r['label']} | {'up' if r['stack'] else 'none'} | "
                      f"{r.get('runner', '?')} | {_num(r.get('wall_s'))} | {_num(r.get('flow_s'))} | "
-                     f"{_num(stages.get('load_panel'))} | {_num(r.get('peak_rss_mb'), 0)} |"
+                     f"{_num(stages.get('load_panel'))} | {_num(stages.get('charts_report_alerts'))} | "
+                     f"{_num(r.get('peak_rss_mb'), 0)} |"
                      + (" failed |" if r.get("error") else ""))
     lines += ["", "`load_panel` of the last 300 stored days in a fresh process: day files vs the panel cache "
               "(first call builds or reuses it, second is the warm path).", "",
