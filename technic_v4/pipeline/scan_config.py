@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationInfo, field_validator, model_serializer,
+    ConfigDict, Field, SerializerFunctionWrapHandler, ValidationInfo, field_validator, model_serializer,
     model_validator,
 )
 
@@ -16,14 +16,15 @@ from technic_v4.config import TICKER, DataSourceName, build_model
 from technic_v4.pipeline.scan_form import form_schema
 from technic_v4.domain.scoring.signals import SIGNALS
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
-from technic_v4.pipeline.prescreen import DEFAULT_RULES, MARKET_CAP_UNIT, market_cap_floor_m
-from technic_v4.pipeline.screens.model import valid_names, valid_where, with_screens
+from technic_v4.pipeline.config_fields import FloorsAndScreens
+from technic_v4.pipeline.prescreen import DEFAULT_RULES
+from technic_v4.pipeline.screens.model import with_screens
 
 DEFAULT_LOOKBACK_DAYS = 300  # sessions per symbol: the scan's and each evaluated day's window
 SignalName = Literal[SIGNALS]  # the names scoring gives (domain/scoring/signals.py)
 
 
-class ScanConfig(BaseModel):
+class ScanConfig(FloorsAndScreens):
     """What one scan does. Every field is also a parameter of the Prefect flow `scan` (shown in the UI)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=form_schema)  # the UI's form
@@ -39,10 +40,6 @@ class ScanConfig(BaseModel):
     as_of: dt.date | None = Field(None, description="Scan as of this session (default: last completed session)")
     intraday: bool = Field(False, description="Add today's unfinished session from one snapshot call")
     sectors: list[str] | None = Field(None, description="Keep only these sectors (default: all)")
-    min_market_cap: float = Field(DEFAULT_RULES.min_market_cap / MARKET_CAP_UNIT, ge=0,
-                                  description="Market-cap floor in $M (shares outstanding x last close): 500 = $500M")
-    min_avg_volume: float = Field(DEFAULT_RULES.min_avg_volume, ge=0, description="20-day average volume, shares")
-    min_price: float = Field(DEFAULT_RULES.min_price, ge=0, description="Last close floor, USD")
     signals: list[SignalName] | None = Field(None, description="Keep only rows with these signals (default: all)")
     watchlist: list[str] = Field(default_factory=list, description="Always refreshed, scored first, never prescreened out")
     blacklist_after: int = Field(DEFAULT_RULES.blacklist_after, ge=1, le=250, description="Low-volume scans in a row before a symbol is blacklisted")
@@ -93,21 +90,6 @@ class ScanConfig(BaseModel):
         if bad:
             raise ValueError(f"not ticker symbols: {bad}")
         return list(dict.fromkeys(out))
-
-    @field_validator("min_market_cap")
-    @classmethod
-    def _market_cap_in_millions(cls, v: float) -> float:
-        return market_cap_floor_m(v)
-
-    @field_validator("where")
-    @classmethod
-    def _parse_where(cls, v: str | None) -> str | None:
-        return valid_where(v)
-
-    @field_validator("screens", mode="before")
-    @classmethod
-    def _screen_names(cls, v):
-        return valid_names(v)
 
     @model_validator(mode="after")
     def _as_of_not_future(self):

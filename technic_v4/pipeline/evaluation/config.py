@@ -6,19 +6,19 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from technic_v4.calendar import last_completed_session, previous_trading_days, trading_days
 from technic_v4.config import DataSourceName, build_model
 from technic_v4.domain.indicators import required_history
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 from technic_v4.errors import ConfigError
-from technic_v4.pipeline.prescreen import DEFAULT_RULES, MARKET_CAP_UNIT, PrescreenRules, market_cap_floor_m
+from technic_v4.pipeline.config_fields import FloorsAndScreens
+from technic_v4.pipeline.prescreen import MARKET_CAP_UNIT, PrescreenRules
 from technic_v4.pipeline.scan_config import DEFAULT_LOOKBACK_DAYS
-from technic_v4.pipeline.screens.model import valid_names, valid_where
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(FloorsAndScreens):
     """Score every session in [start, end] as a scan as of that session would, then measure what followed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -29,10 +29,6 @@ class EvalConfig(BaseModel):
     horizons: tuple[int, ...] = Field((1, 5, 21, 63), description="Forward-return horizons in sessions (IC decay)")
     max_symbols: int = Field(6000, ge=1, le=200_000, description="Most liquid N symbols per day, as the scan's")
     lookback_days: int = Field(DEFAULT_LOOKBACK_DAYS, ge=30, le=2520, description="Each day's scan window in sessions, as the scan's")
-    min_market_cap: float = Field(DEFAULT_RULES.min_market_cap / MARKET_CAP_UNIT, ge=0,
-                                  description="Market-cap floor in $M, as ScanConfig's")
-    min_avg_volume: float = Field(DEFAULT_RULES.min_avg_volume, ge=0)
-    min_price: float = Field(DEFAULT_RULES.min_price, ge=0)
     data_source: DataSourceName | None = Field(None)
     csv_dir: Path | None = Field(None, description="Overrides TECHNIC_CSV_DIR")
     data_dir: Path | None = Field(None, description="Overrides TECHNIC_DATA_DIR")
@@ -51,21 +47,6 @@ class EvalConfig(BaseModel):
                                               "(each must be one of `horizons`)")
     screens: list[str] | None = Field(None, description="Saved screens to score: a walk-forward scorecard for each")
     where: str | None = Field(None, description="An expression scored like a screen (named 'where')")
-
-    @field_validator("min_market_cap")
-    @classmethod
-    def _market_cap_in_millions(cls, v: float) -> float:
-        return market_cap_floor_m(v)
-
-    @field_validator("where")
-    @classmethod
-    def _parse_where(cls, v: str | None) -> str | None:
-        return valid_where(v)
-
-    @field_validator("screens", mode="before")
-    @classmethod
-    def _screen_names(cls, v):
-        return valid_names(v)
 
     @field_validator("horizons", "learned_horizons", mode="before")
     @classmethod
