@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     data_source: DataSourceName = Field(
         "auto",
         validation_alias="TECHNIC_DATA_SOURCE",
-        description="auto|polygon|flatfiles|csv|simulated; auto = polygon when a key is set, else simulated.",
+        description="auto|polygon|flatfiles|csv|simulated; auto = polygon when a key is set, else csv when "
+        "TECHNIC_CSV_DIR is set, else simulated.",
     )
     data_dir: Path = Field(
         DEFAULT_DATA_DIR,
@@ -198,10 +199,11 @@ class Settings(BaseSettings):
 
     @property
     def resolved_source(self) -> str:
-        """`auto` resolves to polygon when a key is set, else the simulated market."""
+        """`auto` resolves to polygon when a key is set, else to the CSV folder when TECHNIC_CSV_DIR names one (the
+        user's own files, as `--csv-dir` alone picks them), else the simulated market."""
         if self.data_source != "auto":
             return self.data_source
-        return "polygon" if self.polygon_api_key else "simulated"
+        return "polygon" if self.polygon_api_key else "csv" if self.csv_dir is not None else "simulated"
 
     def api_key(self) -> str:
         if self.polygon_api_key is None:

@@ -151,3 +151,14 @@ def test_custom_run_form_shows_trader_filters_first_with_readable_units():
     assert props["min_market_cap"]["default"] == 500
     assert not any("anyOf" in p and {"type": "null"} in p["anyOf"] for p in props.values())  # no "type None" toggles
     assert all(props[n]["title"].startswith("Engineering") for n in ("data_source", "task_runner", "data_dir"))
+
+
+def test_a_csv_folder_in_the_environment_picks_the_csv_source_when_no_key_is_set(monkeypatch, tmp_path):
+    for k in ("POLYGON_API_KEY", "TECHNIC_DATA_SOURCE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("TECHNIC_CSV_DIR", str(tmp_path))
+    assert load_settings().resolved_source == "csv"  # was the simulated market, silently
+    monkeypatch.setenv("POLYGON_API_KEY", "pk_test_key")
+    assert load_settings().resolved_source == "polygon"  # a key still wins, as documented
+    monkeypatch.setenv("TECHNIC_DATA_SOURCE", "simulated")
+    assert load_settings().resolved_source == "simulated"
