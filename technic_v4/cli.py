@@ -81,6 +81,10 @@ def scan(
     # The terminal shows the progress bar, the table and the summary; Prefect's per-task INFO lines still reach the
     # API (the UI's run logs). An explicit setting wins.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    if where:  # a typo exits before any Prefect server starts (the parser imports neither numpy nor pandas)
+        from technic_v4.pipeline.screens.model import valid_where
+
+        _exit_on_bad_input(valid_where, where)
     api = _prepare_prefect_api()  # first: a server it has to start comes up while the rest imports
     from rich.progress import (
         BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
@@ -89,7 +93,7 @@ def scan(
     from technic_v4 import progress as progress_hooks
     from technic_v4.api import ScanConfig, run_scan_output
 
-    try:
+    def build():
         config = ScanConfig.build(
             max_symbols=max_symbols, data_source=source, as_of=dt.date.fromisoformat(as_of) if as_of else None,
             csv_dir=csv_dir,
@@ -99,9 +103,9 @@ def scan(
             **_plan_options(plan_rule, min_rr),
         )
         _check_screens(config)
-    except (TechnicError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=False)
-        raise typer.Exit(2) from None
+        return config
+
+    config = _exit_on_bad_input(build)
 
     # ETA: on the free tier (5 requests/min) a cold backfill of 300 days takes about an hour
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -319,7 +323,7 @@ def evaluate(
     With --screen: a scorecard per screen (members each day vs the universe and a random same-size basket)."""
     from technic_v4.evaluation import EvalConfig, run_evaluation
 
-    try:
+    def build():
         config = EvalConfig.build(
             start=dt.date.fromisoformat(start) if start else None, end=dt.date.fromisoformat(end) if end else None,
             sessions=sessions, max_symbols=max_symbols, data_source=source, task_runner=runner, csv_dir=csv_dir, screens=screen, where=where,
@@ -327,9 +331,9 @@ def evaluate(
             **({"rating": rating} if rating else {}),
         )
         _check_screens(config)
-    except (TechnicError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=False)
-        raise typer.Exit(2) from None
+        return config
+
+    config = _exit_on_bad_input(build)
     _, summary = run_evaluation(config)
     console.print(summary["message"], markup=False)
 
@@ -365,6 +369,15 @@ def user_error(exc: BaseException) -> str | None:
 def _plan_options(plan_rule: str | None, min_rr: float | None) -> dict:
     """The plan options given on the command line (absent ones keep the config's defaults)."""
     return {k: v for k, v in (("plan_rule", plan_rule), ("min_reward_risk", min_rr)) if v is not None}
+
+
+def _exit_on_bad_input(check, *args):
+    """check(*args), or the error printed and exit code 2 (bad input, nothing run)."""
+    try:
+        return check(*args)
+    except (TechnicError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=False)
+        raise typer.Exit(2) from None
 
 
 def _prepare_prefect_api():

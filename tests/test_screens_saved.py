@@ -174,6 +174,10 @@ def test_cli_lists_screens_and_rejects_a_bad_where_before_scanning(prefect_api, 
     assert listed.exit_code == 0 and "mine" in listed.output and "rs-leaders" in listed.output
     bad = CliRunner().invoke(app, ["scan", "--where", "RSI14 << 3"])
     assert bad.exit_code == 2 and "position 7" in bad.output
+    started = []
+    monkeypatch.setattr("technic_v4.cli._prepare_prefect_api", lambda: started.append(1))
+    typo = CliRunner().invoke(app, ["scan", "--where", "RSI14 <"])
+    assert typo.exit_code == 2 and "ends too early" in typo.output and started == []  # no Prefect server for a typo
     unknown = CliRunner().invoke(app, ["scan", "--screen", "nope"])
     assert unknown.exit_code == 2 and "unknown screen" in unknown.output and "mine" in unknown.output
 
