@@ -180,8 +180,7 @@ def cache_block(report: dict) -> str:
 
 def _cache_table(m: dict, scan: dict) -> list[str]:
     src = scan["market"]["source"]
-    when = scan.get("measured_at") or m["date"]  # the scan module's own run, not the latest `--only` run's
-    when = when[:10] if when[:4].isdigit() and when[10:11] in (" ", "T", "") else when
+    when = (scan.get("measured_at") or m["date"])[:10]  # the scan module's own run, not the latest `--only` run's
     lines = [f"From `make bench` on {when} ({m['cpu_count']} CPUs; source: {src}"
              + (f", loopback Polygon server with {scan['market']['latency_ms']:.0f} ms latency" if src == "polygon" else "")
              + "; SIMULATED market). Details: [performance.md](performance.md).", "",

@@ -119,7 +119,7 @@ def test_market_cap_floor_is_given_in_millions_and_a_dollar_figure_is_refused():
     assert ScanConfig().min_market_cap == 500 and EvalConfig().min_market_cap == 500
     assert rules_for(ScanConfig()).min_market_cap == DEFAULT_RULES.min_market_cap == 500e6  # the rules work in USD
     assert rules_for(ScanConfig(min_market_cap=2000)).min_market_cap == 2e9
-    assert EvalConfig(min_market_cap=2000).rules().min_market_cap == 2e9
+    assert EvalConfig(min_market_cap=2000).floor_rules().min_market_cap == 2e9
     for build in (ScanConfig.build, EvalConfig.build):
         with pytest.raises(ConfigError, match=r"min_market_cap.*\$M.*write 500"):
             build(min_market_cap=500e6)

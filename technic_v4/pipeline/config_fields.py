@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from technic_v4.pipeline.prescreen import DEFAULT_RULES, MARKET_CAP_UNIT, market_cap_floor_m
+from technic_v4.pipeline.prescreen import DEFAULT_RULES, MARKET_CAP_UNIT, PrescreenRules, market_cap_floor_m
 from technic_v4.pipeline.screens.model import valid_names, valid_where
 
 
@@ -14,6 +14,11 @@ class FloorsAndScreens(BaseModel):
                                   description="Market-cap floor in $M (shares outstanding x last close): 500 = $500M")
     min_avg_volume: float = Field(DEFAULT_RULES.min_avg_volume, ge=0, description="20-day average volume, shares")
     min_price: float = Field(DEFAULT_RULES.min_price, ge=0, description="Last close floor, USD")
+
+    def floor_rules(self, **more) -> PrescreenRules:
+        """The prescreen rules of these floors (market cap back in USD, the one place it is converted) plus `more`."""
+        return PrescreenRules(min_market_cap=self.min_market_cap * MARKET_CAP_UNIT, min_avg_volume=self.min_avg_volume,
+                              min_price=self.min_price, **more)
 
     @field_validator("min_market_cap")
     @classmethod

@@ -33,13 +33,8 @@ def check_sectors(sectors: list[str] | None, reference: pd.DataFrame) -> None:
 
 
 def rules_for(config: ScanConfig) -> ps.PrescreenRules:
-    return ps.PrescreenRules(
-        min_market_cap=config.min_market_cap * ps.MARKET_CAP_UNIT,
-        min_avg_volume=config.min_avg_volume,
-        min_price=config.min_price,
-        sectors=tuple(config.sectors) if config.sectors else None,
-        blacklist_after=config.blacklist_after,
-    )
+    return config.floor_rules(sectors=tuple(config.sectors) if config.sectors else None,
+                              blacklist_after=config.blacklist_after)
 
 
 def screen(panel: Panel, reference: pd.DataFrame, config: ScanConfig, state: ScanState,

@@ -72,7 +72,7 @@ def prepare(panel: Panel, reference: pd.DataFrame, splits: pd.DataFrame | None, 
     """Each day's kept universe and regime; the clean panel of the symbols kept on any day."""
     rows = np.searchsorted(panel.dates, np.array(evaluated, dtype="datetime64[D]"))
     factor = asof_factors(panel, splits)
-    keep, counts = kept_mask(panel, reference, config.rules(), config.max_symbols, rows, config.lookback_days, factor)
+    keep, counts = kept_mask(panel, reference, config.floor_rules(), config.max_symbols, rows, config.lookback_days, factor)
     used = np.flatnonzero(keep.any(axis=0))
     regimes = daily_regimes(panel, rows, config.lookback_days)
     clean, quarantine = quarantine_panel(panel.take_columns(used))

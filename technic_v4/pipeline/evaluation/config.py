@@ -14,7 +14,6 @@ from technic_v4.domain.indicators import required_history
 from technic_v4.domain.scoring.plan_rules import DEFAULT_MIN_REWARD_RISK, DEFAULT_PLAN_RULE, PLAN_RULES
 from technic_v4.errors import ConfigError
 from technic_v4.pipeline.config_fields import FloorsAndScreens
-from technic_v4.pipeline.prescreen import MARKET_CAP_UNIT, PrescreenRules
 from technic_v4.pipeline.scan_config import DEFAULT_LOOKBACK_DAYS
 
 
@@ -84,10 +83,6 @@ class EvalConfig(FloorsAndScreens):
     @classmethod
     def build(cls, **values) -> EvalConfig:
         return build_model(cls, **values)
-
-    def rules(self) -> PrescreenRules:
-        return PrescreenRules(min_market_cap=self.min_market_cap * MARKET_CAP_UNIT, min_avg_volume=self.min_avg_volume,
-                              min_price=self.min_price)
 
     def evaluated_days(self, last_session: dt.date | None = None) -> list[dt.date]:
         """The sessions scored: [start, end], or the `sessions` ending at end."""
