@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 from flows.prefect_api import STARTUP_TIMEOUT_S, alive, healthy, local_stack_url, log_tail, start_server
+from flows.work_pool import POOL, ensure_pool
 from technic_v4.config import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-POOL = "technic-pool"
 STOP_GRACE = 6.0
 # A local worker asks for work every 2 s (Prefect's default is 10 s): `prefect deployment run` starts within ~2 s.
 POLL_SECONDS = "2"
@@ -136,9 +136,7 @@ def start() -> int:
         stop()
         return 1
     prefect = str(BIN / "prefect")
-    if subprocess.run([prefect, "work-pool", "inspect", POOL], env=env, capture_output=True).returncode != 0:
-        subprocess.run([prefect, "work-pool", "create", POOL, "--type", "process"], env=env, check=True,
-                       capture_output=True)
+    ensure_pool(prefect, env, state_file().parent)  # its runs start the engine directly (flows/work_pool.py)
     deployed = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=REPO, env=env, capture_output=True,
                               text=True)
     if deployed.returncode != 0:

@@ -1,4 +1,4 @@
-"""After the table is published: what a trader sees and is told. Charts of each table's top rows (threads) while the
+"""After the table is published: what a trader sees and is told. Charts of each table's top rows (processes) while the
 screen-change events and the notifier run, then report.html in the run's folder, the Prefect artifacts (a table's
 rows with its charts, a link to the report, the diagnostics) and the flow run's name. Nothing here fails the scan:
 a chart, a delivery or an artifact that fails is reported in the summary and the log."""
@@ -28,9 +28,6 @@ from technic_v4.pipeline.summary import ScanSummary
 from technic_v4.store.atomic import atomic_write_text
 
 ARTIFACT_ROWS = 12  # rows of a table's charts artifact (the report has more, the CSV all)
-# One chart thread: matplotlib holds the GIL while it draws, and two threads measured slower than one (2.4 -> 4.2 s CPU
-# for 12 charts on a busy box); the stage still runs beside the events and the notifier, after the table is published.
-CHART_WORKERS = 1
 
 
 def prewarm_charts(config) -> None:
@@ -87,8 +84,7 @@ async def present_scan(run: ScanRuntime, summary: ScanSummary, tables: Sequence[
         if panel is None or run.config.chart_top <= 0:
             return None
         return await asyncio.to_thread(render_charts, panel, market_proxy(panel), tables, folder / "charts",
-                                       top_n=run.config.chart_top, simulated=summary.simulated,
-                                       workers=CHART_WORKERS)
+                                       top_n=run.config.chart_top, simulated=summary.simulated)
 
     async def alerts_stage():
         events = emit_screen_changes(changes)

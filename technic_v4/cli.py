@@ -227,7 +227,7 @@ def chart(
     from pathlib import Path
 
     from technic_v4.config import load_settings
-    from technic_v4.pipeline.charts import chart_symbol
+    from technic_v4.pipeline.chart_symbol import chart_symbol
     from technic_v4.pipeline.publish import results_dir
 
     s = load_settings()

@@ -74,3 +74,77 @@ def test_title_leaves_out_what_the_row_lacks():
     assert chart_title({"Symbol": "AAPL"}, simulated=False) == "AAPL"
     assert chart_title({"Symbol": "X", "Signal": "Long", "TechRating": float("nan")}, simulated=True) == \
         "X · Long · SIMULATED"
+
+
+FORKED_CHARTS = """
+import json, os, sys
+from pathlib import Path
+from tests.test_charts import make_panel, table
+from technic_v4.domain.market_proxy import market_proxy
+from technic_v4.pipeline import charts
+
+panel = make_panel()
+rows = table(panel, [f"S{i:02d}" for i in range(8)], "Long", 20.0)
+out = Path(sys.argv[1])
+ok = charts.render_charts(panel, market_proxy(panel), [("longs", rows)], out / "ok", top_n=8, simulated=False,
+                          workers=2)
+parent = os.getpid()
+real_draw = charts.draw
+
+def dies_in_a_child(*job):
+    if os.getpid() != parent:
+        os._exit(3)  # a chart process that crashes: its charts never arrive
+    return real_draw(*job)
+
+charts.draw, charts.CHART_DEADLINE_S = dies_in_a_child, 3.0
+dead = charts.render_charts(panel, market_proxy(panel), [("longs", rows)], out / "dead", top_n=8, simulated=False,
+                            workers=2)
+print(json.dumps({name: {"workers": r.workers, "seconds": r.seconds,
+                         "charts": {c.symbol: [c.title, c.path is not None, c.error] for c in r.charts}}
+                  for name, r in (("ok", ok), ("dead", dead))}))
+"""
+
+
+def test_charts_are_drawn_in_a_forked_process_and_a_dead_one_is_reported(tmp_path):
+    """In a fresh process (no Ray imported, so fork is allowed): every other chart comes from a forked process with
+    the same title and file as this process would draw; a process that dies leaves its charts as errors within the
+    deadline, the others drawn, and nothing raised."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", FORKED_CHARTS, str(tmp_path)], cwd=repo, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    panel = make_panel()
+    rows = table(panel, [f"S{i:02d}" for i in range(8)], "Long", 20.0).to_dict("records")
+    assert got["ok"]["workers"] == 2
+    for i, row in enumerate(rows):
+        title, drawn, error = got["ok"]["charts"][row["Symbol"]]
+        assert (title, drawn, error) == (chart_title(row, simulated=False), True, None)
+        with Image.open(tmp_path / "ok" / f"{row['Symbol']}.png") as img:
+            assert img.text["Title"] == title and img.size == (880, 528)
+        title, drawn, error = got["dead"]["charts"][row["Symbol"]]
+        if i % 2:  # the forked process's share
+            assert not drawn and error.startswith("TimeoutError") and "3 s" in error
+        else:
+            assert drawn and error is None
+    assert got["dead"]["seconds"] < 20
+
+
+def test_no_chart_process_is_forked_beside_ray_or_for_one_chart(monkeypatch):
+    import sys
+
+    from technic_v4.pipeline.charts import chart_processes
+
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    monkeypatch.delitem(sys.modules, "grpc", raising=False)
+    assert chart_processes(workers=2, charts=12) == 1
+    assert chart_processes(workers=4, charts=3) == 2
+    assert chart_processes(workers=2, charts=1) == 0
+    assert chart_processes(workers=1, charts=12) == 0
+    monkeypatch.setitem(sys.modules, "grpc", object())  # Ray's gRPC threads make fork unsafe
+    assert chart_processes(workers=2, charts=12) == 0

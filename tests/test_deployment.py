@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from flows.prefect_api import STARTUP_TIMEOUT_S, free_port, healthy, log_tail, start_server, stop_process
+from flows.work_pool import POOL, engine_command, ensure_pool
 from technic_v4.data.columns import INDEX_ETFS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-POOL = "technic-pool"
 SIGNALS = ["Strong Long", "Long"]
 
 
@@ -44,7 +44,7 @@ def stack(tmp_path_factory):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("prefect server did not come up: " + log_tail(home / "server.log"))
             time.sleep(0.5)
-        cli(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
+        ensure_pool(str(BIN / "prefect"), env, home)  # the pool `make server` creates
         yield env
     finally:
         stop_process(server, grace=30)
@@ -91,6 +91,8 @@ def test_deployment_runs_complete_with_default_settings(deployed, tmp_path):
     assert deployments["intraday"]["paused"] is True and deployments["full-universe"]["paused"] is False
     assert deployments["full-universe"]["schedules"][0]["schedule"]["timezone"] == "America/New_York"
     assert deployments["full-universe"]["entrypoint"] == "flows.scan:scan"
+    pool = httpx.get(f"{env['PREFECT_API_URL']}/work_pools/{POOL}").json()
+    assert pool["base_job_template"]["variables"]["properties"]["command"]["default"] == engine_command()
 
     record = {}
     # 1. defaults: whatever the runner policy chooses must complete, scoring every symbol on a cold data dir

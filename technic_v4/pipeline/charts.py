@@ -1,19 +1,22 @@
 """Charts of a scan's top rows: ~6 months of daily candles with volume, SMA20/50/200, the trade plan's Entry/Stop/
 Target lines, the pattern flags that fired on the last bar and the RS line against the market.
 
-matplotlib's object API (a Figure per chart, the Agg canvas, no pyplot state) so charts render side by side in
-threads; measured against mplfinance on this box (see README "Seeing and being told"): the same chart drawn with
-collections costs a fraction of mplfinance's per-chart time, which matters for the 3 s budget of 12 charts.
+matplotlib's object API (a Figure per thread, the Agg canvas, no pyplot state), drawn side by side in forked
+processes (render_charts); measured against mplfinance on this box (see README "Seeing and being told"): the same
+chart drawn with collections costs a fraction of mplfinance's per-chart time, which matters for the 3 s budget of 12
+charts.
 Each PNG carries its title in its metadata ("Title"), so a reader (or a test) can tell which row it shows.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
+import os
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +39,8 @@ PATTERN_FLAGS = ("trend_template", *FLAG_COLUMNS)
 UP, DOWN = "#2e7d32", "#c62828"
 PLAN_STYLE = {"Entry": ("#1565c0", "-"), "Stop": ("#c62828", "--"), "Target": ("#2e7d32", "--")}
 SMA_COLORS = {20: "#f9a825", 50: "#6a1b9a", 200: "#37474f"}
+CHART_WORKERS = min(4, os.cpu_count() or 1)  # this thread and up to 3 forked processes
+CHART_DEADLINE_S = 60.0  # 12 charts take ~1 s; a process silent this long is stuck, and its charts are reported
 
 
 @dataclass(frozen=True)
@@ -179,9 +184,9 @@ def render_chart(bars: SymbolBars, row: Mapping, path: Path, simulated: bool) ->
         ax.plot([x[-1]], [bars.high[-1] + pad * 0.6], marker="v", color="#ef6c00", markersize=7)
         ax.text(0.01, 0.97, "patterns: " + ", ".join(flags), transform=ax.transAxes, va="top", fontsize=8,
                 color="#ef6c00", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
-    ax.set_title(title, fontsize=11, loc="left")
+    ax.set_title(title, fontsize=11, loc="left", y=1.0)
     if name := row.get("Name"):
-        ax.set_title(str(name)[:40], fontsize=8, loc="right", color="#555555")
+        ax.set_title(str(name)[:40], fontsize=8, loc="right", color="#555555", y=1.0)
     vol = np.nan_to_num(bars.volume)
     vol_ax.add_collection(PolyCollection(_boxes(x, np.zeros(n), vol, 0.6), facecolors=colors, alpha=0.6,
                                          linewidths=0))
@@ -231,12 +236,17 @@ def _blank_figure():
         ax.grid(alpha=0.25, axis="y")
         vol_ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
         vol_ax.set_ylabel("volume", fontsize=7)
+        # Fixed title and axis-label places: matplotlib otherwise measures every tick label's box on each draw to
+        # move them clear of the ticks (a fifth of a chart's time, profiled); nothing here sits in their way.
+        for a in (ax, vol_ax, rs_ax):
+            a.xaxis.set_label_coords(0.5, -0.1)
+            a.yaxis.set_label_coords(-0.012, 0.5)
         made = _THREAD.figure = (fig, ax, vol_ax, rs_ax)
     for a in made[1:]:
         for artist in [*a.lines, *a.collections, *a.texts, *a.patches]:
             artist.remove()
         for loc in ("left", "right"):
-            a.set_title("", loc=loc)
+            a.set_title("", loc=loc, y=1.0)
     return made
 
 
@@ -282,64 +292,67 @@ def top_rows(tables: Sequence[tuple[str, pd.DataFrame]], n: int) -> dict[str, tu
 
 
 def render_charts(panel: Panel, market: MarketProxy, tables: Sequence[tuple[str, pd.DataFrame]], folder: Path, *,
-                  top_n: int, simulated: bool, workers: int = 2) -> ChartsReport:
-    """Charts for the top `top_n` rows of each (name, table), side by side in `workers` threads. A chart that fails
-    is reported in its ChartResult.error and never raises."""
+                  top_n: int, simulated: bool, workers: int = CHART_WORKERS) -> ChartsReport:
+    """Charts for the top `top_n` rows of each (name, table): this thread draws every `workers`-th one while up to
+    `workers - 1` forked processes draw the rest (see chart_processes). A chart that fails, or that a process does
+    not deliver within CHART_DEADLINE_S, is reported in its ChartResult.error and never raises."""
     started = time.perf_counter()
     wanted = top_rows(tables, top_n) if top_n > 0 else {}
-
-    def one(sym: str, row: dict, names: list[str]) -> ChartResult:
-        t0, cpu0 = time.perf_counter(), time.thread_time()
-        result = ChartResult(symbol=sym, title=chart_title(row, simulated), tables=names)
-        try:
-            path = chart_file(folder, sym)
-            result.title = render_chart(symbol_bars(panel, sym, market), row, path, simulated)
-            result.path = path
-        except Exception as exc:  # noqa: BLE001 - a chart is never worth a failed scan; reported instead
-            result.error = f"{type(exc).__name__}: {exc}"
-        result.seconds, result.cpu_seconds = time.perf_counter() - t0, time.thread_time() - cpu0
-        return result
-
-    workers = max(1, min(workers, len(wanted)))
-    if workers == 1:
-        charts = [one(s, r, names) for s, (r, names) in wanted.items()]
-    else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="chart") as pool:
-            charts = list(pool.map(lambda item: one(item[0], *item[1]), wanted.items()))
-    return ChartsReport(charts=charts, seconds=time.perf_counter() - started, workers=workers, folder=Path(folder))
-
-
-def published_row(data_dir: Path, symbol: str, as_of) -> dict | None:
-    """`symbol`'s row in the newest published table of session `as_of` (results/history), or None."""
-    from technic_v4.pipeline.publish import results_dir
-
-    folder = results_dir(data_dir) / "history" / f"as_of={pd.Timestamp(as_of).date().isoformat()}"
-    for path in sorted(folder.glob("scan-*.parquet"), reverse=True):
-        table = pd.read_parquet(path, filters=[("Symbol", "==", symbol)])
-        if len(table):
-            return table.iloc[0].to_dict()
-    return None
+    helpers = chart_processes(workers, len(wanted))
+    pool = mp.get_context("fork").Pool(helpers) if helpers else None
+    charts, here, there = [], [], []
+    try:
+        for i, (sym, (row, names)) in enumerate(wanted.items()):
+            result = ChartResult(symbol=sym, title=chart_title(row, simulated), tables=names)
+            charts.append(result)
+            try:
+                job = (symbol_bars(panel, sym, market), row, chart_file(folder, sym), simulated)
+            except Exception as exc:  # noqa: BLE001 - a chart is never worth a failed scan; reported instead
+                result.error = f"{type(exc).__name__}: {exc}"
+                continue
+            if pool is not None and i % (helpers + 1):
+                there.append((result, job, pool.apply_async(draw, job)))
+            else:
+                here.append((result, job))
+        for result, job in here:
+            _deliver(result, job, lambda job=job: draw(*job))
+        deadline = time.monotonic() + CHART_DEADLINE_S
+        for result, job, answer in there:
+            _deliver(result, job, lambda answer=answer: answer.get(max(0.0, deadline - time.monotonic())))
+    finally:
+        if pool is not None:
+            if any(r.error and r.error.startswith("TimeoutError") for r in charts):
+                pool.terminate()  # a process that did not answer in time is not waited for
+            else:
+                pool.close()
+            pool.join()
+    return ChartsReport(charts=charts, seconds=time.perf_counter() - started, workers=helpers + 1,
+                        folder=Path(folder))
 
 
-def chart_symbol(data_dir: Path, symbol: str, out: Path, as_of=None, lock_timeout: float = 60.0) -> ChartResult:
-    """`technic chart SYMBOL`: one chart from the bar store as of a session (default: the last stored), with the
-    plan of the scan published for that session when the symbol was in it. Raises ValueError when the symbol or
-    the session is not in the store."""
-    from technic_v4.domain.market_proxy import market_proxy
-    from technic_v4.domain.panel_load import load_panel
-    from technic_v4.store.bar_store import BarStore
+def chart_processes(workers: int, charts: int) -> int:
+    """Processes to fork beside this thread. matplotlib holds the GIL while it draws (two threads measured slower
+    than one), so parallel means processes; a forked one starts with matplotlib and the bars already loaded, in
+    about 20 ms. Fork is POSIX-only and unsafe once Ray's gRPC threads live in the process: then none."""
+    if workers <= 1 or charts <= 1 or "fork" not in mp.get_all_start_methods():
+        return 0
+    if {"ray", "grpc"} & sys.modules.keys():
+        return 0
+    return min(workers, charts) - 1
 
-    store = BarStore(data_dir, lock_timeout=lock_timeout)
-    days = [d for d in store.stored_days() if as_of is None or d <= as_of]
-    if not days:
-        raise ValueError(f"no stored session {'on or before ' + str(as_of) if as_of else ''} under {data_dir}; "
-                         "run `technic scan` first")
-    days = days[-(CHART_SESSIONS + max(SMA_PERIODS)):]  # enough for the SMA200 on the first charted session
-    panel = load_panel(store, days, splits=store.read_splits())
-    if symbol not in set(panel.symbols):
-        raise ValueError(f"{symbol} has no bars in the {len(days)} stored sessions up to {days[-1]}")
-    row = published_row(data_dir, symbol, days[-1]) or {"Symbol": symbol, "AsOf": days[-1]}
-    simulated = (store.day_info(days[-1]) or {}).get("source") == "simulated"
-    t0 = time.perf_counter()
-    title = render_chart(symbol_bars(panel, symbol, market_proxy(panel)), row, out, simulated)
-    return ChartResult(symbol=symbol, title=title, path=Path(out), seconds=time.perf_counter() - t0)
+
+def draw(bars: SymbolBars, row: Mapping, path: Path, simulated: bool) -> tuple[str, float, float]:
+    """One chart: (title, wall seconds, CPU seconds of the drawing thread)."""
+    t0, cpu0 = time.perf_counter(), time.thread_time()
+    title = render_chart(bars, row, path, simulated)
+    return title, time.perf_counter() - t0, time.thread_time() - cpu0
+
+
+def _deliver(result: ChartResult, job: tuple, get) -> None:
+    try:
+        result.title, result.seconds, result.cpu_seconds = get()
+        result.path = job[2]
+    except mp.TimeoutError:
+        result.error = f"TimeoutError: no chart from its process within {CHART_DEADLINE_S:.0f} s"
+    except Exception as exc:  # noqa: BLE001 - a chart is never worth a failed scan; reported instead
+        result.error = f"{type(exc).__name__}: {exc}"

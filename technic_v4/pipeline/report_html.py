@@ -84,7 +84,8 @@ def image_data_uri(path: Path) -> str:
 
 def thumbnail_data_uri(path: Path, width: int = 640, colors: int = 128) -> str:
     """A smaller copy for places that store every run's images (the Prefect artifact in the server's database):
-    640 px wide with a 128-colour palette, a quarter of the chart file's bytes (20 vs 83 KB, ~35 ms CPU each)."""
+    640 px wide with a 128-colour palette, a quarter of the chart file's bytes (20 vs 83 KB). The fast octree palette
+    takes 13 ms a chart against 33 ms for the default median cut, and reads the same."""
     import io
 
     from PIL import Image
@@ -92,7 +93,7 @@ def thumbnail_data_uri(path: Path, width: int = 640, colors: int = 128) -> str:
     with Image.open(path) as img:
         small = img.convert("RGB").resize((width, round(img.height * width / img.width)), Image.BILINEAR)
     buf = io.BytesIO()
-    small.quantize(colors=colors).save(buf, format="PNG", compress_level=3)
+    small.quantize(colors=colors, method=Image.Quantize.FASTOCTREE).save(buf, format="PNG", compress_level=3)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
