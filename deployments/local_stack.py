@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STOP_GRACE = 6.0
 # A local worker asks for work every 2 s (Prefect's default is 10 s): `prefect deployment run` starts within ~2 s.
-POLL_SECONDS = "2"
+POLL_SECONDS = "1"
 
 
 def state_file() -> Path:

@@ -19,10 +19,10 @@ from flows.events import emit_screen_changes
 from technic_v4.domain.market_proxy import market_proxy
 from technic_v4.domain.panel import Panel
 from technic_v4.pipeline.alerts import notify, screen_change
-from technic_v4.pipeline.charts import ChartsReport, render_charts
+from technic_v4.pipeline.charts import ChartPool, ChartsReport, render_charts, start_chart_pool
 from technic_v4.pipeline.charts import prepare as charts_prepare
 from technic_v4.pipeline.report import glossary_markdown, run_headline, top_table_text
-from technic_v4.pipeline.report_html import render_report, run_folder, thumbnail_data_uri
+from technic_v4.pipeline.report_html import render_report, run_folder
 from technic_v4.pipeline.runtime import ScanRuntime
 from technic_v4.pipeline.summary import ScanSummary
 from technic_v4.store.atomic import atomic_write_text
@@ -30,10 +30,16 @@ from technic_v4.store.atomic import atomic_write_text
 ARTIFACT_ROWS = 12  # rows of a table's charts artifact (the report has more, the CSV all)
 
 
-def prewarm_charts(config) -> None:
-    """Start importing matplotlib in a daemon thread now, when this scan will draw charts (see charts.prepare)."""
-    if config.chart_top > 0:
+def start_charts(config) -> ChartPool | None:
+    """When this scan will draw charts: fork the processes that draw them now (they import matplotlib while the scan
+    fetches and scores); where none may be forked, import matplotlib in a daemon thread instead (charts.prepare).
+    The flow closes the pool when it ends, whatever happens."""
+    if config.chart_top <= 0:
+        return None
+    pool = start_chart_pool()
+    if pool is None:
         threading.Thread(target=charts_prepare, name="charts-prewarm", daemon=True).start()
+    return pool
 
 
 def artifact_key(name: str, suffix: str) -> str:
@@ -56,7 +62,7 @@ def table_markdown(name: str, frame: pd.DataFrame, charts: ChartsReport | None, 
                                       + ["right"] * (rows.shape[1] - 2)))
     if charts is not None:
         for c in charts.for_table(name):
-            parts.append(f"![{c.title}]({thumbnail_data_uri(c.path)})")
+            parts.append(f"![{c.title}]({c.thumbnail})")
         parts += [f"chart of {c.symbol} failed: {c.error}" for c in charts.failures if name in c.tables]
     parts.append("Full table: " + " · ".join(f"[{k}]({Path(v).as_uri()})" for k, v in files.items()))
     parts.append("### Columns\n" + glossary_markdown())
@@ -65,7 +71,8 @@ def table_markdown(name: str, frame: pd.DataFrame, charts: ChartsReport | None, 
 
 async def present_scan(run: ScanRuntime, summary: ScanSummary, tables: Sequence[tuple[str, pd.DataFrame]],
                        panel: Panel | None, previous: Sequence[tuple[pd.DataFrame | None, str | None]],
-                       files: dict[str, str], member_signals: Sequence[Sequence[str] | None] | None = None) -> dict:
+                       files: dict[str, str], member_signals: Sequence[Sequence[str] | None] | None = None,
+                       chart_pool: ChartPool | None = None) -> dict:
     """Charts, alerts, report and artifacts for the published `tables` ((name, rows), one per screen) against their
     `previous` (table, as_of) pairs. A table's members for its alerts are the rows with one of its `member_signals`
     (default: the run's signals filter, else the actionable signals; a saved screen passes every signal, since its
@@ -84,7 +91,7 @@ async def present_scan(run: ScanRuntime, summary: ScanSummary, tables: Sequence[
         if panel is None or run.config.chart_top <= 0:
             return None
         return await asyncio.to_thread(render_charts, panel, market_proxy(panel), tables, folder / "charts",
-                                       top_n=run.config.chart_top, simulated=summary.simulated)
+                                       top_n=run.config.chart_top, simulated=summary.simulated, pool=chart_pool)
 
     async def alerts_stage():
         events = emit_screen_changes(changes)

@@ -67,7 +67,8 @@ async def publish_screen_artifacts(done: list[ScreenResult], summary: ScanSummar
 
 async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary, results: pd.DataFrame,
                        streaks: dict | None, timer: StageTimer, screens: list[Screen] = (), *,
-                       panel: Panel | None = None, previous: pd.DataFrame | None = None) -> ScanOutput:
+                       panel: Panel | None = None, previous: pd.DataFrame | None = None,
+                       chart_pool=None) -> ScanOutput:
     """Timed as the `publish` stage; the returned summary's times include it."""
     with timer.stage("publish"):
         # every screen reads the one scored table: a bad column fails here, before any file is written
@@ -97,7 +98,7 @@ async def publish_scan(run: ScanRuntime, state: ScanState, summary: ScanSummary,
             summary.seen = await present_scan(
                 run, summary, [(SCAN_TABLE, shown)] + [(r.screen.name, r.members) for r in saved], panel,
                 [(previous, summary.previous_as_of)] + [(r.previous, r.previous_as_of) for r in saved], files,
-                member_signals=[run.config.signals] + [SIGNALS] * len(saved))
+                member_signals=[run.config.signals] + [SIGNALS] * len(saved), chart_pool=chart_pool)
         except Exception as exc:  # noqa: BLE001 - the table is published; what a trader sees is reported instead
             get_run_logger().error("charts/report/alerts failed (the scan goes on): %s: %s", type(exc).__name__, exc)
             summary.seen = {"error": f"{type(exc).__name__}: {exc}"}

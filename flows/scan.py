@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.fetch import fetch_stage
-from flows.present import prewarm_charts
+from flows.present import start_charts
 from flows.publish import publish_scan
 from flows.score import score_symbols
 from flows.tasks import load_reference
@@ -38,7 +38,18 @@ async def scan(config: ScanConfig = ScanConfig(), screen: str | None = None, whe
     config = config.with_screens(screen, where)
     run, timer = open_runtime(config), StageTimer()
     screens = run_screens(config, run.settings.data_dir)  # an unknown name fails before any work
-    prewarm_charts(config)  # matplotlib imports in a thread while the scan fetches and scores
+    chart_pool = start_charts(config)  # chart processes import matplotlib while the scan fetches and scores
+    try:
+        output = await scan_stages(config, run, timer, screens, chart_pool)
+    finally:
+        if chart_pool is not None:
+            chart_pool.close()  # a scan that failed before its charts leaves no process behind
+    get_run_logger().info("\n%s", output.message)
+    return output
+
+
+async def scan_stages(config: ScanConfig, run, timer: StageTimer, screens, chart_pool) -> ScanOutput:
+    """The stages, timed, in order; the published output."""
     state = ScanState.load(run.store, run.config_key)
     async with run.source:
         calls_before = run.source.counter.snapshot()
@@ -77,10 +88,8 @@ async def scan(config: ScanConfig = ScanConfig(), screen: str | None = None, whe
         run=run, flow_run_id=str(flow_run.id), fetched=fetched, regime=regime, screened=screened, results=results,
         previous=previous, previous_as_of=previous_as_of, calls=calls, reference_info=reference_info, plan=plan,
         scored=scored, invalid_rows=len(invalid), rating=rating)
-    output = await publish_scan(run, state, summary, results, screened.result.blacklist, timer, screens,
-                                panel=screened.panel, previous=previous)
-    get_run_logger().info("\n%s", output.message)
-    return output
+    return await publish_scan(run, state, summary, results, screened.result.blacklist, timer, screens,
+                              panel=screened.panel, previous=previous, chart_pool=chart_pool)
 
 
 async def upkeep_details(run, reference, reference_info: dict, panel, fetched, state, calls_before: dict):

@@ -82,21 +82,6 @@ def image_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def thumbnail_data_uri(path: Path, width: int = 640, colors: int = 128) -> str:
-    """A smaller copy for places that store every run's images (the Prefect artifact in the server's database):
-    640 px wide with a 128-colour palette, a quarter of the chart file's bytes (20 vs 83 KB). The fast octree palette
-    takes 13 ms a chart against 33 ms for the default median cut, and reads the same."""
-    import io
-
-    from PIL import Image
-
-    with Image.open(path) as img:
-        small = img.convert("RGB").resize((width, round(img.height * width / img.width)), Image.BILINEAR)
-    buf = io.BytesIO()
-    small.quantize(colors=colors, method=Image.Quantize.FASTOCTREE).save(buf, format="PNG", compress_level=3)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _changes_html(changes: dict, previous_as_of: str | None) -> str:
     since = f"since the last scan of this configuration ({previous_as_of})" if previous_as_of else \
         "first scan of this configuration"
