@@ -5,7 +5,8 @@
 Modules: bench_fetch (async vs sync, grouped-daily vs per-symbol backfill), bench_scoring (panel kernel vs
 per-symbol baselines), bench_columns (what the pattern flags, RS and weekly columns add), bench_scan (full-universe
 scans on a real Prefect server, thread vs Ray, worker sweep), bench_user_wait (wall time of whole fresh `technic scan` /
-`run_scan` processes) and bench_evaluate (walk-forward evaluation, 6,000 symbols x 500 sessions, thread vs Ray).
+`run_scan` processes), bench_deployment (a deployment run on the local stack, created -> COMPLETED) and
+bench_evaluate (walk-forward evaluation, 6,000 symbols x 500 sessions, thread vs Ray).
 Each exposes `run(quick) -> dict` and `markdown(result) -> str`. A module that is missing or raises is skipped with
 its error recorded in the json and shown in the markdown; the others still run.
 """
@@ -44,6 +45,7 @@ MODULES = [  # (name in the report, module with run(quick) -> dict and markdown(
     ("user_wait", "benchmarks.bench_user_wait"),  # process wall of technic scan / run_scan, fresh processes
     ("evaluate", "benchmarks.bench_evaluate"),
     ("screens", "benchmarks.bench_screens"),  # a where over 6,000 rows; five screens vs one published
+    ("deployment", "benchmarks.bench_deployment"),  # a deployment run on make server's stack, created -> COMPLETED
 ]
 DOCS = REPO / "docs"
 README = REPO / "README.md"

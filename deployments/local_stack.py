@@ -3,7 +3,7 @@ a Ray head the flows join. `make server` runs `start` in the foreground; Ctrl-C 
 it started within seconds; `make stop` does the same from another shell; `status` says what runs (exit 0 when the
 stack is up or simply not running, 1 when a part of it is down).
 
-    python deployments/local_stack.py start|stop|status
+    python deployments/local_stack.py start|stop|status|pool
 
 Every child runs in its own process group so a stop reaches its children (Prefect's worker runs flows as
 subprocesses); a child that ignores SIGTERM for STOP_GRACE seconds is killed. The pids live in
@@ -27,7 +27,8 @@ from technic_v4.config import load_settings
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STOP_GRACE = 6.0
-# A local worker asks for work every 2 s (Prefect's default is 10 s): `prefect deployment run` starts within ~2 s.
+# A local worker asks for work every second (Prefect's default is 10 s): a run waits 0.5 s for it on average. The idle
+# server's CPU measured 5.8 % of a core at 1 s against 4.7 % at 2 s.
 POLL_SECONDS = "1"
 
 
@@ -160,6 +161,18 @@ def start() -> int:
     return code
 
 
+def pool() -> int:
+    """Create or update the work pool on the server at PREFECT_API_URL (one you started yourself), as `start` does."""
+    env = stack_env()
+    try:
+        ensure_pool(str(BIN / "prefect"), env, state_file().parent)
+    except subprocess.CalledProcessError as exc:
+        print(f"could not create {POOL} at {env['PREFECT_API_URL']}:\n{exc.stdout[-2000:]}{exc.stderr[-2000:]}")
+        return 1
+    print(f"work pool {POOL} at {env['PREFECT_API_URL']}: its runs start the engine directly (flows/work_pool.py)")
+    return 0
+
+
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "start"
-    sys.exit({"start": start, "stop": stop, "status": status}[command]())
+    sys.exit({"start": start, "stop": stop, "status": status, "pool": pool}[command]())
