@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.util import REPO, free_port, rnd
+from benchmarks.util import REPO, free_port, rnd, temp_env
 from flows.prefect_api import healthy
 
 VARIANTS = {  # name -> (job variables, parameters)
@@ -32,7 +32,8 @@ TARGET_S = 8.0
 DEPLOYMENT = "scan/full-universe"
 
 
-async def one_run(api: str, job_variables: dict, parameters: dict) -> dict:
+async def one_run(job_variables: dict, parameters: dict) -> dict:
+    """One run created as `prefect deployment run` creates it, on the server at PREFECT_API_URL; its times."""
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
@@ -101,20 +102,17 @@ def run(quick: bool = False) -> dict:
     rounds = 2 if quick else 4
     with tempfile.TemporaryDirectory(prefix="technic-bench-deploy-") as tmp:
         proc, env = start_stack(Path(tmp))
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
         try:
-            assert healthy(env["PREFECT_API_URL"])
-            cold = asyncio.run(one_run(env["PREFECT_API_URL"], {}, {}))
-            in_process = warm_scans_in_process(rounds)
-            runs = {name: [] for name in VARIANTS}
-            for _ in range(rounds):
-                for name, (job_variables, parameters) in VARIANTS.items():
-                    time.sleep(1.0)  # the worker's next poll lands anywhere in its 1 s interval, as for a user
-                    runs[name].append(asyncio.run(one_run(env["PREFECT_API_URL"], job_variables, parameters)))
+            with temp_env(**env):  # the in-process scans and the client calls reach the stack's server
+                assert healthy(env["PREFECT_API_URL"])
+                cold = asyncio.run(one_run({}, {}))
+                in_process = warm_scans_in_process(rounds)
+                runs = {name: [] for name in VARIANTS}
+                for _ in range(rounds):
+                    for name, (job_variables, parameters) in VARIANTS.items():
+                        time.sleep(1.0)  # the worker's next poll lands anywhere in its 1 s interval, as for a user
+                        runs[name].append(asyncio.run(one_run(job_variables, parameters)))
         finally:
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
             stop_stack(proc, env)
     summary = {name: {k: {"median": rnd(statistics.median(r[k] for r in rs), 2),
                           "min": rnd(min(r[k] for r in rs), 2), "max": rnd(max(r[k] for r in rs), 2)}

@@ -304,7 +304,7 @@ def render_charts(panel: Panel, market: MarketProxy, tables: Sequence[tuple[str,
     wanted = top_rows(tables, top_n) if top_n > 0 else {}
     if pool is None and wanted:
         pool = start_chart_pool(min(workers, len(wanted)))
-    charts, jobs = [], []
+    charts, jobs, stuck = [], [], False
     try:
         for sym, (row, names) in wanted.items():
             result = ChartResult(symbol=sym, title=chart_title(row, simulated), tables=names)
@@ -317,11 +317,9 @@ def render_charts(panel: Panel, market: MarketProxy, tables: Sequence[tuple[str,
             jobs.append((result, job, pool.submit(job) if pool is not None else None))
         deadline = time.monotonic() + CHART_DEADLINE_S
         for result, job, answer in jobs:
-            _deliver(result, job, (lambda job=job: draw(*job)) if answer is None else
-                     (lambda answer=answer: answer.get(max(0.0, deadline - time.monotonic()))))
+            stuck |= _deliver(result, job, answer, deadline)
     finally:
         if pool is not None:
-            stuck = any(r.error and r.error.startswith("TimeoutError") for r in charts)
             pool.close(terminate=stuck)  # a process that did not answer in time is not waited for
     return ChartsReport(charts=charts, seconds=time.perf_counter() - started,
                         workers=pool.processes if pool is not None else 1, folder=Path(folder))
@@ -373,15 +371,24 @@ def thumbnail_data_uri(path: Path, width: int = 640, colors: int = 128) -> str:
         small = img.convert("RGB").resize((width, round(img.height * width / img.width)), Image.BILINEAR)
     buf = io.BytesIO()
     small.quantize(colors=colors, method=Image.Quantize.FASTOCTREE).save(buf, format="PNG", compress_level=3)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_data_uri(buf.getvalue())
 
 
-def _deliver(result: ChartResult, job: tuple, get) -> None:
+def png_data_uri(png: bytes) -> str:
+    """PNG bytes as a `data:` URI: how the report and the Prefect artifact inline a chart (no file, no network)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _deliver(result: ChartResult, job: tuple, answer, deadline: float) -> bool:
+    """Fill `result` from its process's `answer` (waiting until `deadline`), or draw it here when there is none.
+    True when the process did not answer in time."""
     try:
-        result.title, result.thumbnail, result.seconds, result.cpu_seconds = get()
+        got = draw(*job) if answer is None else answer.get(max(0.0, deadline - time.monotonic()))
+        result.title, result.thumbnail, result.seconds, result.cpu_seconds = got
         result.path = job[2]
     except mp.TimeoutError:
         result.error = f"TimeoutError: no chart from its process within {CHART_DEADLINE_S:.0f} s"
+        return True
     except Exception as exc:  # noqa: BLE001 - a chart is never worth a failed scan; reported instead
         result.error = f"{type(exc).__name__}: {exc}"
-
+    return False

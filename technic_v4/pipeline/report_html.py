@@ -6,7 +6,6 @@ One file that opens offline anywhere: no script, style sheet, font or image is f
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from technic_v4.pipeline.charts import ChartsReport
+from technic_v4.pipeline.charts import ChartsReport, png_data_uri
 from technic_v4.pipeline.publish import results_dir, run_dir
 from technic_v4.pipeline.report import SIM_BANNER, counts_text, short_list, top_table
 from technic_v4.pipeline.summary import ScanSummary
@@ -79,7 +78,7 @@ def rows_table(records: list[dict]) -> str:
 
 
 def image_data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return png_data_uri(Path(path).read_bytes())
 
 
 def _changes_html(changes: dict, previous_as_of: str | None) -> str:
