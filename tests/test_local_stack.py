@@ -4,6 +4,7 @@ the same from another shell. Without any server, `make scan` keeps its temporary
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,7 +119,15 @@ def test_make_scan_keeps_its_temporary_server_for_the_next_technic_scan(tmp_path
             outputs.append(done.stdout)
         assert "Prefect API: kept temporary server, started" in outputs[0]
         assert "Prefect API: kept temporary server, reused" in outputs[1]
-        assert len(table(outputs[1])) == 10 and "cache hits 100.00%" in outputs[1]
+        assert len(table(outputs[1])) == 10
+        if "PROVISIONAL bars for" in outputs[0]:
+            # between the close and TECHNIC_SETTLE_TIME today's bars are provisional: the warm scan refetches that one
+            # day (one grouped-daily call) and reuses every other bar-day
+            hits = re.search(r"\(([\d,]+) reused / ([\d,]+) fetched\)", outputs[1])
+            reused, fetched = (int(g.replace(",", "")) for g in hits.groups())
+            assert "grouped_daily 1," in outputs[1] and 0 < fetched * 100 < reused, outputs[1][-1500:]
+        else:
+            assert "cache hits 100.00%" in outputs[1]
         print(f"make scan (cold, server start) {walls[0]:.1f} s; technic scan (warm, kept server) {walls[1]:.1f} s")
         assert walls[1] < walls[0]
     finally:
